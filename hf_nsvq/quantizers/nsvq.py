@@ -1,0 +1,279 @@
+"""NSVQ: non-stationary vector quantization (arXiv 2602.18896, Sec. 4.1).
+
+Not to be confused with "Noise Substitution in Vector Quantization" (Vali & Baeckstroem 2022), which shares the
+acronym: nothing here substitutes noise. Non-winning codes are dragged along with the (non-stationary) encoder
+output by a kernel-weighted codebook loss whose bandwidth decays, so early training tracks the encoder's drift and
+late training is plain online k-means.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from .base import (
+    _check_choice,
+    _check_non_negative,
+    _check_positive_int,
+    block_rows,
+    mse,
+    squared_distances,
+    straight_through,
+)
+from .schedules import BANDWIDTH_SCHEDULES, bandwidth_at_step
+from .vanilla import VanillaVectorQuantizer
+
+KERNELS = ("softmax", "gaussian")
+
+
+class KernelStatistics(NamedTuple):
+    """The sums the dense term needs, gathered without gradient; w excludes each row's winner.
+
+    `weighted_latents` = W^T Z (K, D); `code_weights` = sum_i w_ik (K,); `latent_term` = sum_i (sum_k w_ik) ||z_i||^2.
+    """
+
+    weighted_latents: torch.Tensor
+    code_weights: torch.Tensor
+    latent_term: torch.Tensor
+
+
+def kernel_weights(sq_dist: torch.Tensor, kernel: str, bandwidth: float, kernel_weight: float) -> torch.Tensor:
+    """Kernel weights of a (rows, K) block of squared distances; overwrites `sq_dist`.
+
+    - `softmax` (the authors' code): `clamp(lambda * K * softmax_k(-d_ik / tau), 0, 1)`; a uniform softmax gives
+      lambda, and a code gets full weight once its softmax mass reaches 1 / (lambda K).
+    - `gaussian` (the paper's figure): `0.5 * exp(-d_ik / tau)`, tau = 2 sigma^2.
+    """
+    if kernel == "softmax":
+        num_codes = sq_dist.shape[1]
+        return torch.softmax(sq_dist.div_(-bandwidth), dim=1).mul_(kernel_weight * num_codes).clamp_(max=1.0)
+    return sq_dist.clamp_(min=0).div_(-bandwidth).exp_().mul_(0.5)
+
+
+def kernel_row_bound(
+    min_dist: torch.Tensor,
+    second_dist: torch.Tensor,
+    num_codes: int,
+    kernel: str,
+    bandwidth: float,
+    kernel_weight: float,
+) -> float:
+    """Upper bound, over the rows of a block, on the total non-winner weight of one row.
+
+    softmax: w_ik <= lambda K exp(-(d_ik - d_i,min) / tau) <= lambda K exp(-gap_i / tau), gap = second - min;
+    gaussian: w_ik <= 0.5 exp(-d_i,second / tau). Each times the K - 1 non-winners.
+    """
+    if kernel == "softmax":
+        exponent = -float((second_dist - min_dist).min()) / bandwidth
+        per_code = min(1.0, kernel_weight * num_codes * math.exp(min(exponent, 0.0)))
+    else:
+        exponent = -float(second_dist.clamp(min=0).min()) / bandwidth
+        per_code = 0.5 * math.exp(min(exponent, 0.0))
+    return (num_codes - 1) * per_code
+
+
+@torch.no_grad()
+def assign_and_gather_kernel_statistics(
+    z: torch.Tensor,
+    codebook: torch.Tensor,
+    kernel: str,
+    bandwidth: float,
+    kernel_weight: float,
+    skip_threshold: float,
+    block_elements: int | None = None,
+) -> tuple[torch.Tensor, KernelStatistics | None]:
+    """One pass over row blocks: winners, and the kernel sums of the dense term (None when all were negligible).
+
+    Uses sum_ik w_ik ||z_i - e_k||^2 = sum_i r_i ||z_i||^2 + sum_k c_k ||e_k||^2 - 2 sum_k e_k . (W^T Z)_k, so memory
+    is O(block_rows * K) and the work is two GEMMs per block: never an M x K x D tensor. A block whose bound on the
+    non-winner weight of every row is below `skip_threshold` contributes nothing and costs what vanilla costs.
+    """
+    num_rows, dim = z.shape
+    num_codes = codebook.shape[0]
+    codebook_sq = codebook.pow(2).sum(dim=1)
+    indices = torch.empty(num_rows, dtype=torch.long, device=z.device)
+    stats = None
+    rows = block_rows(num_codes, block_elements)
+    for start in range(0, num_rows, rows):
+        z_block = z[start : start + rows]
+        dist_block = squared_distances(z_block, codebook, codebook_sq)
+        if num_codes == 1:
+            indices[start : start + rows] = 0
+            continue
+        top2, top2_idx = torch.topk(dist_block, 2, dim=1, largest=False)
+        winners = top2_idx[:, 0]
+        indices[start : start + rows] = winners
+        bound = kernel_row_bound(top2[:, 0], top2[:, 1], num_codes, kernel, bandwidth, kernel_weight)
+        if bound < skip_threshold:
+            continue
+        weights = kernel_weights(dist_block, kernel, bandwidth, kernel_weight)
+        weights.scatter_(1, winners.unsqueeze(1), 0.0)  # the winner's weight 1 is the exact mse(q, sg z) term
+        if stats is None:
+            stats = KernelStatistics(
+                torch.zeros(num_codes, dim, device=z.device),
+                torch.zeros(num_codes, device=z.device),
+                torch.zeros((), device=z.device),
+            )
+        stats.weighted_latents.addmm_(weights.t(), z_block)
+        stats.code_weights.add_(weights.sum(dim=0))
+        stats.latent_term.add_((weights.sum(dim=1) * z_block.pow(2).sum(dim=1)).sum())
+    return indices, stats
+
+
+def dense_codebook_term(codebook: torch.Tensor, stats: KernelStatistics, num_elements: int) -> torch.Tensor:
+    """(1 / (M D)) sum_i sum_{k != k*} w_ik ||sg(z_i) - e_k||^2 as a differentiable function of the codebook.
+
+    Its gradient is (2 / (M D)) sum_i w_ik (e_k - z_i), as ALGORITHMS.md states.
+    """
+    value = (
+        stats.latent_term
+        + (stats.code_weights * codebook.pow(2).sum(dim=1)).sum()
+        - 2.0 * (codebook * stats.weighted_latents).sum()
+    )
+    return value / num_elements
+
+
+def nonstationary_straight_through(z: torch.Tensor, q: torch.Tensor, codebook_weight: float) -> torch.Tensor:
+    """The authors' `q_flag` estimator: `z + a q + sg((1 - a) q - z)`, a = 2 * codebook_weight / (M D).
+
+    Forward value q, encoder gradient unchanged, and the winning codes also receive a * (decoder gradient).
+    """
+    if not z.requires_grad and not q.requires_grad:
+        return q
+    a = 2.0 * codebook_weight / z.numel()
+    return z + a * q + ((1.0 - a) * q - z).detach()
+
+
+class NSVQVectorQuantizer(VanillaVectorQuantizer):
+    """Non-stationary VQ: vanilla VQ whose codebook loss also pulls non-winning codes toward current latents.
+
+    Training loss: `commitment_weight * mse(z, sg q) + codebook_weight * L_ns`, with
+    `L_ns = (1 / (M D)) sum_i sum_k w_ik ||sg(z_i) - e_k||^2`, `w_{i,k*} = 1` and kernel weights for the other codes
+    (see `kernel_weights`), w detached. The bandwidth tau follows `bandwidth_schedule` as a pure function of a step
+    counter kept in the `step` buffer, advanced once per training forward. In eval mode NSVQ is plain nearest-code
+    lookup, so a trained NSVQ codebook is a plain codebook.
+
+    Args:
+        num_vq_embeddings (`int`): Number of codes K.
+        vq_embed_dim (`int`): Code dimension D.
+        commitment_weight (`float`, *optional*, defaults to 0.25): Weight of `mse(z, sg(q))`.
+        codebook_weight (`float`, *optional*, defaults to 1.0): Weight of `L_ns`.
+        kernel (`str`, *optional*, defaults to `"softmax"`): `"softmax"` (authors' code) or `"gaussian"` (paper).
+        kernel_weight (`float`, *optional*, defaults to 0.01): lambda of the softmax kernel.
+        bandwidth (`float`, *optional*, defaults to 1.0): tau_0, the initial bandwidth (2 sigma^2 for the gaussian).
+        bandwidth_schedule (`str`, *optional*, defaults to `"exponential"`): `"constant"`, `"exponential"`,
+            `"cosine"` or `"linear"`.
+        steps_per_period (`int`, *optional*, defaults to 1000): Steps per decay period of the exponential
+            schedule (the authors' period is one epoch: set it to your steps per epoch).
+        bandwidth_decay (`float`, *optional*, defaults to 0.5): Factor applied to tau once per period.
+        min_bandwidth (`float`, *optional*, defaults to 1e-8): Floor of tau.
+        decay_steps (`int`, *optional*): Length of the cosine and linear decays; required by those schedules.
+        nonstationary_ste (`bool`, *optional*, defaults to `False`): Use the authors' `q_flag` estimator.
+        kernel_skip_threshold (`float`, *optional*, defaults to 1e-6): Skip the dense term of a row block when the
+            non-winner weight of each of its rows is provably below this (relative to the winner's weight 1).
+        **kwargs: `legacy`, `distance_block_elements`, `check_finite`.
+    """
+
+    def __init__(
+        self,
+        num_vq_embeddings: int,
+        vq_embed_dim: int,
+        commitment_weight: float = 0.25,
+        codebook_weight: float = 1.0,
+        kernel: str = "softmax",
+        kernel_weight: float = 0.01,
+        bandwidth: float = 1.0,
+        bandwidth_schedule: str = "exponential",
+        steps_per_period: int = 1000,
+        bandwidth_decay: float = 0.5,
+        min_bandwidth: float = 1e-8,
+        decay_steps: int | None = None,
+        nonstationary_ste: bool = False,
+        kernel_skip_threshold: float = 1e-6,
+        **kwargs,
+    ):
+        super().__init__(num_vq_embeddings, vq_embed_dim, commitment_weight, codebook_weight, **kwargs)
+        _check_choice("kernel", kernel, KERNELS)
+        _check_choice("bandwidth_schedule", bandwidth_schedule, BANDWIDTH_SCHEDULES)
+        _check_non_negative("kernel_weight", kernel_weight)
+        _check_non_negative("kernel_skip_threshold", kernel_skip_threshold)
+        for name, value in (("bandwidth", bandwidth), ("min_bandwidth", min_bandwidth)):
+            _check_non_negative(name, value)
+            if value == 0:
+                raise ValueError(f"{name} must be > 0; got {value!r}")
+        if min_bandwidth > bandwidth:
+            raise ValueError(f"min_bandwidth must be <= bandwidth; got {min_bandwidth!r} > {bandwidth!r}")
+        _check_positive_int("steps_per_period", steps_per_period)
+        if isinstance(bandwidth_decay, bool) or not isinstance(bandwidth_decay, int | float) or not 0 < bandwidth_decay <= 1:
+            raise ValueError(f"bandwidth_decay must be a number in (0, 1]; got {bandwidth_decay!r}")
+        if bandwidth_schedule in ("cosine", "linear"):
+            if decay_steps is None:
+                raise ValueError(f"bandwidth_schedule={bandwidth_schedule!r} needs decay_steps (an int > 0); got None")
+            _check_positive_int("decay_steps", decay_steps)
+        self.kernel = kernel
+        self.kernel_weight = float(kernel_weight)
+        self.initial_bandwidth = float(bandwidth)
+        self.bandwidth_schedule = bandwidth_schedule
+        self.steps_per_period = steps_per_period
+        self.bandwidth_decay = float(bandwidth_decay)
+        self.min_bandwidth = float(min_bandwidth)
+        self.decay_steps = decay_steps
+        self.nonstationary_ste = bool(nonstationary_ste)
+        self.kernel_skip_threshold = float(kernel_skip_threshold)
+        # Training progress lives in the state dict so a resumed run continues the schedule.
+        self.register_buffer("step", torch.zeros((), dtype=torch.long))
+
+    def bandwidth_at(self, step: int) -> float:
+        """tau at a given training step (a pure function of the step)."""
+        return bandwidth_at_step(
+            self.bandwidth_schedule,
+            step,
+            self.initial_bandwidth,
+            self.min_bandwidth,
+            self.steps_per_period,
+            self.bandwidth_decay,
+            self.decay_steps,
+        )
+
+    @property
+    def bandwidth(self) -> float:
+        """tau for the next training forward."""
+        return self.bandwidth_at(int(self.step))
+
+    def set_step(self, step: int) -> None:
+        """Jump the schedule to `step` (e.g. to align it with an optimizer step count)."""
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise ValueError(f"step must be an int >= 0; got {step!r}")
+        self.step.fill_(step)
+
+    def _quantize_flat(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if not self.training:
+            return super()._quantize_flat(z)
+        weight = self.embedding.weight
+        indices, stats = assign_and_gather_kernel_statistics(
+            z.detach(),
+            weight.detach().float(),
+            self.kernel,
+            self.bandwidth,
+            self.kernel_weight,
+            self.kernel_skip_threshold,
+            self.distance_block_elements,
+        )
+        self.step.add_(1)
+        q = F.embedding(indices, weight).float()
+        codebook_term = mse(q, z.detach())  # the winners' weight-1 part of L_ns, exact
+        if stats is not None:
+            codebook_term = codebook_term + dense_codebook_term(weight.float(), stats, z.numel())
+        loss = self._combine_losses(mse(q.detach(), z), codebook_term)
+        if self.nonstationary_ste:
+            return nonstationary_straight_through(z, q, self.codebook_weight), loss, indices
+        return straight_through(z, q), loss, indices
+
+    def extra_repr(self) -> str:
+        return (
+            f"{super().extra_repr()}, kernel={self.kernel!r}, bandwidth_schedule={self.bandwidth_schedule!r}, "
+            f"bandwidth={self.initial_bandwidth}"
+        )
