@@ -169,6 +169,9 @@ def replace_quantizer(vq_model: VQModel, quantizer_type: str, **quantizer_kwargs
         old_codebook = vq_model.quantize.embedding.weight
     model = model.to(device=vq_model.device, dtype=vq_model.dtype)
     if not model.quantize.init_from_codebook(old_codebook.detach().to(model.dtype)):
-        logger.info("quantizer %r starts from its own initialisation (old codebook shape %s does not map onto it)",
-                    quantizer_type, tuple(old_codebook.shape))
+        logger.info(
+            "quantizer %r starts from its own initialisation (old codebook shape %s does not map onto it)",
+            quantizer_type,
+            tuple(old_codebook.shape),
+        )
     return model.train(vq_model.training)

@@ -54,7 +54,9 @@ class EMAVectorQuantizer(BaseVectorQuantizer):
         self.decay = float(decay)
         self.epsilon = float(epsilon)
         self.dead_code_threshold = float(dead_code_threshold)
-        embed = torch.empty(num_vq_embeddings, vq_embed_dim).uniform_(-1.0 / num_vq_embeddings, 1.0 / num_vq_embeddings)
+        embed = torch.empty(num_vq_embeddings, vq_embed_dim).uniform_(
+            -1.0 / num_vq_embeddings, 1.0 / num_vq_embeddings
+        )
         self.register_buffer("embed", embed)
         # Counts start at one and sums at the codes themselves, so e = m / N~ is the initial codebook at step 0 and
         # an unused code keeps its place instead of being divided by a near-zero count.

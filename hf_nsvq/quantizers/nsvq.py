@@ -207,7 +207,11 @@ class NSVQVectorQuantizer(VanillaVectorQuantizer):
         if min_bandwidth > bandwidth:
             raise ValueError(f"min_bandwidth must be <= bandwidth; got {min_bandwidth!r} > {bandwidth!r}")
         _check_positive_int("steps_per_period", steps_per_period)
-        if isinstance(bandwidth_decay, bool) or not isinstance(bandwidth_decay, int | float) or not 0 < bandwidth_decay <= 1:
+        if (
+            isinstance(bandwidth_decay, bool)
+            or not isinstance(bandwidth_decay, int | float)
+            or not 0 < bandwidth_decay <= 1
+        ):
             raise ValueError(f"bandwidth_decay must be a number in (0, 1]; got {bandwidth_decay!r}")
         if bandwidth_schedule in ("cosine", "linear"):
             if decay_steps is None:

@@ -38,5 +38,5 @@ def bandwidth_at_step(
         progress = min(step / decay_steps, 1.0)
         if schedule == "cosine":
             return min_bandwidth + (bandwidth - min_bandwidth) * 0.5 * (1.0 + math.cos(math.pi * progress))
-        return bandwidth + (min_bandwidth - bandwidth) * progress
+        return min_bandwidth + (bandwidth - min_bandwidth) * (1.0 - progress)
     raise ValueError(f"bandwidth_schedule must be one of {list(BANDWIDTH_SCHEDULES)!r}; got {schedule!r}")
