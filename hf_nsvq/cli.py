@@ -1,47 +1,21 @@
-"""`hf-nsvq` command line."""
+"""`hf-nsvq` command line: each sub-command lives in its own module under `hf_nsvq.commands`."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 
-from .quantizers import list_quantizers
-
-
-def _demo(args: argparse.Namespace) -> None:
-    from .codebook_demo import format_table, run_demo
-
-    rows = run_demo(
-        image=args.image,
-        patch_size=args.patch_size,
-        codebook_size=args.codebook_size,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        quantizers=args.quantizers,
-        output_dir=args.output_dir,
-    )
-    print(
-        f"\nCodebook fit on {args.patch_size}x{args.patch_size} patches of scikit-image's '{args.image}' "
-        f"(K={args.codebook_size}, {args.steps} steps); utilisation over all patches:\n"
-    )
-    print(format_table(rows))
-    if args.output_dir:
-        print(f"\nwrote {args.output_dir}/codebook_demo.json and one reconstruction PNG per quantizer")
+# One line per sub-command module; each exposes `register(subparsers)` and sets `func` on its parser.
+COMMAND_MODULES = [
+    "hf_nsvq.commands.demo",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hf-nsvq", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="fit every quantizer to a real photograph and compare code usage")
-    demo.add_argument("--image", default="astronaut", help="a photograph bundled with scikit-image")
-    demo.add_argument("--patch_size", type=int, default=4)
-    demo.add_argument("--codebook_size", type=int, default=256)
-    demo.add_argument("--steps", type=int, default=300)
-    demo.add_argument("--batch_size", type=int, default=1024)
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--quantizers", nargs="+", choices=list_quantizers(), default=None)
-    demo.add_argument("--output_dir", default=None, help="write JSON results and reconstructions here")
-    demo.set_defaults(func=_demo)
+    parser = argparse.ArgumentParser(prog="hf-nsvq", description="Collapse-free vector quantizers for diffusers.")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(subparsers)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Sub-commands of `hf-nsvq`: one module each, exposing `register(subparsers)`; listed in `hf_nsvq.cli`."""
