@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from hf_nsvq.quantizers import build_quantizer
-from hf_nsvq.quantizers.nsvq import assign_and_gather_kernel_statistics, kernel_weights
+from hf_nsvq.quantizers.nsvq import assign_and_gather_kernel_statistics, kernel_weights, negligible_rows
 from hf_nsvq.quantizers.schedules import bandwidth_at_step
 
 K, D = 24, 3
@@ -78,18 +78,39 @@ def test_negligible_kernel_skips_the_dense_term():
     assert stats is not None and stats.code_weights.sum() > 0
 
 
+@pytest.mark.parametrize("kernel", ["softmax", "gaussian"])
+def test_skipping_negligible_rows_keeps_the_statistics(kernel):
+    """A near-tie row keeps its kernel work while decided rows are skipped; sums match the unskipped ones."""
+    codebook = torch.randn(K, D)
+    z = torch.randn(200, D) * 2
+    z[0] = (codebook[0] + codebook[1]) / 2  # equidistant from two codes: a row that is never negligible
+    tau = 0.05 if kernel == "softmax" else 0.5
+    d = torch.cdist(z, codebook).pow(2).sort(dim=1).values
+    skipped = negligible_rows(d[:, 0], d[:, 1], K, kernel, tau, 0.01, 1e-4)
+    assert 0 < int(skipped.sum()) < 200 and not skipped[0]  # the test exercises both paths
+    _, kept = assign_and_gather_kernel_statistics(z, codebook, kernel, tau, 0.01, 1e-4)
+    _, full = assign_and_gather_kernel_statistics(z, codebook, kernel, tau, 0.01, 0.0)
+    assert kept is not None
+    for mine, reference in zip(kept, full, strict=True):
+        torch.testing.assert_close(mine, reference, rtol=1e-3, atol=1e-3 * float(reference.abs().max()))
+
+
 def test_uniform_softmax_gives_lambda():
     equal_distances = torch.full((5, K), 3.7)
-    torch.testing.assert_close(kernel_weights(equal_distances, "softmax", 1.0, 0.01), torch.full((5, K), 0.01))
+    torch.testing.assert_close(
+        kernel_weights(equal_distances, torch.full((5,), 3.7), "softmax", 1.0, 0.01), torch.full((5, K), 0.01)
+    )
     # and a code holding at least 1 / (lambda K) of the softmax mass gets full weight
     dominant = torch.tensor([[0.0] + [1e3] * 199])  # lambda K = 2: 0.5 of the mass is enough
-    assert kernel_weights(dominant, "softmax", 1.0, 0.01)[0, 0] == 1.0
-    assert kernel_weights(torch.tensor([[0.0] + [1e3] * 23]), "softmax", 1.0, 0.01)[0, 0] == pytest.approx(0.24)
+    assert kernel_weights(dominant, torch.zeros(1), "softmax", 1.0, 0.01)[0, 0] == 1.0
+    weight = kernel_weights(torch.tensor([[0.0] + [1e3] * 23]), torch.zeros(1), "softmax", 1.0, 0.01)[0, 0]
+    assert weight == pytest.approx(0.24)
 
 
 def test_gaussian_kernel_values():
     d = torch.tensor([[0.0, 1.0, 4.0]])
-    torch.testing.assert_close(kernel_weights(d.clone(), "gaussian", 2.0, 0.01), 0.5 * torch.exp(-d / 2.0))
+    weights = kernel_weights(d.clone(), d.min(dim=1).values, "gaussian", 2.0, 0.01)
+    torch.testing.assert_close(weights, 0.5 * torch.exp(-d / 2.0))
 
 
 def test_chunked_equals_unchunked():

@@ -8,7 +8,6 @@ late training is plain online k-means.
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import torch
@@ -40,39 +39,43 @@ class KernelStatistics(NamedTuple):
     latent_term: torch.Tensor
 
 
-def kernel_weights(sq_dist: torch.Tensor, kernel: str, bandwidth: float, kernel_weight: float) -> torch.Tensor:
+def kernel_weights(
+    sq_dist: torch.Tensor, min_dist: torch.Tensor, kernel: str, bandwidth: float, kernel_weight: float
+) -> torch.Tensor:
     """Kernel weights of a (rows, K) block of squared distances; overwrites `sq_dist`.
 
     - `softmax` (the authors' code): `clamp(lambda * K * softmax_k(-d_ik / tau), 0, 1)`; a uniform softmax gives
-      lambda, and a code gets full weight once its softmax mass reaches 1 / (lambda K).
+      lambda, and a code gets full weight once its softmax mass reaches 1 / (lambda K). The row minimum
+      `min_dist` is the softmax's stabilising shift, known from the winner search, so no max pass is needed.
     - `gaussian` (the paper's figure): `0.5 * exp(-d_ik / tau)`, tau = 2 sigma^2.
     """
     if kernel == "softmax":
         num_codes = sq_dist.shape[1]
-        return torch.softmax(sq_dist.div_(-bandwidth), dim=1).mul_(kernel_weight * num_codes).clamp_(max=1.0)
-    return sq_dist.clamp_(min=0).div_(-bandwidth).exp_().mul_(0.5)
+        weights = sq_dist.sub_(min_dist.unsqueeze(1)).mul_(-1.0 / bandwidth).exp_()
+        scale = (kernel_weight * num_codes) / weights.sum(dim=1, keepdim=True)
+        return weights.mul_(scale).clamp_(max=1.0)
+    return sq_dist.clamp_(min=0).mul_(-1.0 / bandwidth).exp_().mul_(0.5)
 
 
-def kernel_row_bound(
+def negligible_rows(
     min_dist: torch.Tensor,
     second_dist: torch.Tensor,
     num_codes: int,
     kernel: str,
     bandwidth: float,
     kernel_weight: float,
-) -> float:
-    """Upper bound, over the rows of a block, on the total non-winner weight of one row.
+    threshold: float,
+) -> torch.Tensor:
+    """Rows whose total non-winner weight is provably below `threshold` (relative to the winner's weight 1).
 
     softmax: w_ik <= lambda K exp(-(d_ik - d_i,min) / tau) <= lambda K exp(-gap_i / tau), gap = second - min;
     gaussian: w_ik <= 0.5 exp(-d_i,second / tau). Each times the K - 1 non-winners.
     """
     if kernel == "softmax":
-        exponent = -float((second_dist - min_dist).min()) / bandwidth
-        per_code = min(1.0, kernel_weight * num_codes * math.exp(min(exponent, 0.0)))
+        per_code = torch.exp(-(second_dist - min_dist) / bandwidth).mul_(kernel_weight * num_codes).clamp_(max=1.0)
     else:
-        exponent = -float(second_dist.clamp(min=0).min()) / bandwidth
-        per_code = 0.5 * math.exp(min(exponent, 0.0))
-    return (num_codes - 1) * per_code
+        per_code = torch.exp(-second_dist.clamp(min=0) / bandwidth).mul_(0.5)
+    return per_code.mul_(num_codes - 1) < threshold
 
 
 @torch.no_grad()
@@ -88,8 +91,9 @@ def assign_and_gather_kernel_statistics(
     """One pass over row blocks: winners, and the kernel sums of the dense term (None when all were negligible).
 
     Uses sum_ik w_ik ||z_i - e_k||^2 = sum_i r_i ||z_i||^2 + sum_k c_k ||e_k||^2 - 2 sum_k e_k . (W^T Z)_k, so memory
-    is O(block_rows * K) and the work is two GEMMs per block: never an M x K x D tensor. A block whose bound on the
-    non-winner weight of every row is below `skip_threshold` contributes nothing and costs what vanilla costs.
+    is O(block_rows * K) and the work is two GEMMs per block: never an M x K x D tensor. Rows whose non-winner
+    weight is provably below `skip_threshold` (see `negligible_rows`) are left out, so once the bandwidth has
+    decayed only near-ties still cost kernel work and a step costs about what vanilla costs.
     """
     num_rows, dim = z.shape
     num_codes = codebook.shape[0]
@@ -100,16 +104,26 @@ def assign_and_gather_kernel_statistics(
     for start in range(0, num_rows, rows):
         z_block = z[start : start + rows]
         dist_block = squared_distances(z_block, codebook, codebook_sq)
-        if num_codes == 1:
-            indices[start : start + rows] = 0
-            continue
-        top2, top2_idx = torch.topk(dist_block, 2, dim=1, largest=False)
-        winners = top2_idx[:, 0]
+        min_dist, winners = dist_block.min(dim=1)
         indices[start : start + rows] = winners
-        bound = kernel_row_bound(top2[:, 0], top2[:, 1], num_codes, kernel, bandwidth, kernel_weight)
-        if bound < skip_threshold:
+        if num_codes == 1:
             continue
-        weights = kernel_weights(dist_block, kernel, bandwidth, kernel_weight)
+        # second-smallest distance: hide the winner for one more pass, then put it back (cheaper than topk)
+        dist_block.scatter_(1, winners.unsqueeze(1), float("inf"))
+        second_dist = dist_block.amin(dim=1)
+        dist_block.scatter_(1, winners.unsqueeze(1), min_dist.unsqueeze(1))
+        active = ~negligible_rows(min_dist, second_dist, num_codes, kernel, bandwidth, kernel_weight, skip_threshold)
+        num_active = int(active.sum())
+        if num_active == 0:
+            continue
+        if num_active < active.numel():
+            dist_block, z_block, min_dist, winners = (
+                dist_block[active],
+                z_block[active],
+                min_dist[active],
+                winners[active],
+            )
+        weights = kernel_weights(dist_block, min_dist, kernel, bandwidth, kernel_weight)
         weights.scatter_(1, winners.unsqueeze(1), 0.0)  # the winner's weight 1 is the exact mse(q, sg z) term
         if stats is None:
             stats = KernelStatistics(
@@ -119,7 +133,7 @@ def assign_and_gather_kernel_statistics(
             )
         stats.weighted_latents.addmm_(weights.t(), z_block)
         stats.code_weights.add_(weights.sum(dim=0))
-        stats.latent_term.add_((weights.sum(dim=1) * z_block.pow(2).sum(dim=1)).sum())
+        stats.latent_term.add_(weights.sum(dim=1).dot(z_block.pow(2).sum(dim=1)))
     return indices, stats
 
 
@@ -172,8 +186,8 @@ class NSVQVectorQuantizer(VanillaVectorQuantizer):
         min_bandwidth (`float`, *optional*, defaults to 1e-8): Floor of tau.
         decay_steps (`int`, *optional*): Length of the cosine and linear decays; required by those schedules.
         nonstationary_ste (`bool`, *optional*, defaults to `False`): Use the authors' `q_flag` estimator.
-        kernel_skip_threshold (`float`, *optional*, defaults to 1e-6): Skip the dense term of a row block when the
-            non-winner weight of each of its rows is provably below this (relative to the winner's weight 1).
+        kernel_skip_threshold (`float`, *optional*, defaults to 1e-6): Leave out of the dense term the rows whose
+            total non-winner weight is provably below this (relative to the winner's weight 1).
         **kwargs: `legacy`, `distance_block_elements`, `check_finite`.
     """
 
