@@ -21,9 +21,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run a sub-command; errors propagate (for callers and tests)."""
     args = build_parser().parse_args(argv)
     args.func(args)
 
 
+def run() -> None:
+    """Console entry point: a bad input ends with its one-line message and exit status 2, not a traceback."""
+    import sys
+
+    try:
+        main()
+    except (ValueError, FileNotFoundError, OSError) as error:
+        print(f"hf-nsvq: error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
-    main()
+    run()
