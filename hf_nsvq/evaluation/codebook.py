@@ -48,7 +48,33 @@ def usage_summary(counts: torch.Tensor) -> dict:
     }
 
 
-class CodebookUsage:
+class _HistogramStatistics:
+    """Statistics read off a (K,) usage histogram `self.counts`; shared by whole-set and windowed usage."""
+
+    counts: torch.Tensor
+    num_codes: int
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.counts.sum())
+
+    @property
+    def utilisation(self) -> float:
+        """Fraction of codes used at least once."""
+        return float((self.counts > 0).sum()) / self.num_codes
+
+    @property
+    def perplexity(self) -> float:
+        """exp(entropy) of the histogram, between 1 and K (1.0 while it is empty)."""
+        return float(perplexity_from_counts(self.counts))
+
+    @property
+    def dead_codes(self) -> int:
+        """Number of codes not used."""
+        return int((self.counts == 0).sum())
+
+
+class CodebookUsage(_HistogramStatistics):
     """Histogram of the code indices seen since the last `reset()`.
 
     Under torch.distributed each process counts its own tokens; `all_reduce()` then sums the histograms, so every
@@ -85,31 +111,12 @@ class CodebookUsage:
     def reset(self) -> None:
         self.counts.zero_()
 
-    @property
-    def num_tokens(self) -> int:
-        return int(self.counts.sum())
-
-    @property
-    def utilisation(self) -> float:
-        """Fraction of codes used at least once."""
-        return float((self.counts > 0).sum()) / self.num_codes
-
-    @property
-    def perplexity(self) -> float:
-        """exp(entropy) of the histogram, between 1 and K (1.0 before any update)."""
-        return float(perplexity_from_counts(self.counts))
-
-    @property
-    def dead_codes(self) -> int:
-        """Number of codes never used."""
-        return int((self.counts == 0).sum())
-
     def summary(self) -> dict:
         """`{"num_codes", "num_tokens", "utilisation", "perplexity", "dead_codes"}`."""
         return usage_summary(self.counts)
 
 
-class WindowedCodebookUsage:
+class WindowedCodebookUsage(_HistogramStatistics):
     """Codebook usage over the last `window` training steps, for "utilisation over a window of steps" logs.
 
     `update(indices)` adds tokens to the current step (call it once per micro-batch under gradient accumulation);
@@ -168,25 +175,6 @@ class WindowedCodebookUsage:
     def num_steps(self) -> int:
         """Closed steps currently in the window (at most `window`)."""
         return len(self._steps)
-
-    @property
-    def num_tokens(self) -> int:
-        return int(self.counts.sum())
-
-    @property
-    def utilisation(self) -> float:
-        """Fraction of codes used at least once in the window."""
-        return float((self.counts > 0).sum()) / self.num_codes
-
-    @property
-    def perplexity(self) -> float:
-        """exp(entropy) of the window's histogram (1.0 while it is empty)."""
-        return float(perplexity_from_counts(self.counts))
-
-    @property
-    def dead_codes(self) -> int:
-        """Codes not used in the window."""
-        return int((self.counts == 0).sum())
 
     def summary(self) -> dict:
         """`CodebookUsage.summary()` of the window, plus `window_steps`."""

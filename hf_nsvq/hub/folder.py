@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..evaluation.skipped import SkippedMetric  # one definition for evaluation and cards
 from ..quantizers import list_quantizers
 
 MODEL_FILES = ("config.json", "diffusion_pytorch_model.safetensors")
@@ -63,13 +64,6 @@ METRICS = {
     "perplexity": ("codebook perplexity", "higher"),
     "dead_codes": ("dead codes", "lower"),
 }
-
-
-@dataclass(frozen=True)
-class SkippedMetric:
-    """A metric the evaluation did not compute, written as `{"skipped": true, "reason": "..."}`."""
-
-    reason: str
 
 
 @dataclass(frozen=True)
