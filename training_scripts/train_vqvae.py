@@ -44,6 +44,7 @@ import hf_nsvq
 from hf_nsvq import NSVQModel
 from hf_nsvq.data import DEFAULT_DATASET, ImageTransform, check_resolution, load_image_dataset
 from hf_nsvq.evaluation import WindowedCodebookUsage
+from hf_nsvq.offline import hub_offline
 from hf_nsvq.quantizers import list_quantizers
 from hf_nsvq.training.checkpoints import checkpoint_step, resolve_resume_path, save_checkpoint
 from hf_nsvq.training.images import figure_to_image, reconstruction_grid, usage_histogram
@@ -153,6 +154,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.dataset_name = DEFAULT_DATASET
     if args.push_to_hub and not args.hub_model_id:
         parser.error("--push_to_hub needs --hub_model_id")
+    if args.push_to_hub and hub_offline():
+        parser.error(
+            "--push_to_hub needs the Hub but HF_HUB_OFFLINE is set; train without it and run `hf-nsvq push` later"
+        )
     return args
 
 

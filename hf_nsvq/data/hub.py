@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import re
 
 import datasets
 from huggingface_hub import HfApi
-from huggingface_hub import constants as hub_constants
 from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
 from huggingface_hub.utils import validate_repo_id
 
+from ..offline import hub_offline as _hub_offline
 from .splits import load_split
 
 DEFAULT_DATASET = "korexyz/celeba-hq-256x256"
@@ -18,7 +17,6 @@ DEFAULT_REVISION = "main"
 # One metadata request; a slow or filtered network fails here within seconds instead of mid-download.
 HUB_TIMEOUT_S = 10.0
 
-_TRUE_VALUES = {"1", "ON", "YES", "TRUE"}
 _COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
 
 
@@ -27,9 +25,8 @@ class HubUnreachableError(ConnectionError):
 
 
 def hub_offline() -> bool:
-    """Whether offline mode is on: the libraries' flags, or the environment if it was set after they were imported."""
-    env = any(os.environ.get(name, "").upper() in _TRUE_VALUES for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
-    return bool(hub_constants.HF_HUB_OFFLINE or datasets.config.HF_HUB_OFFLINE or env)
+    """Whether the Hub is off for datasets (see `hf_nsvq.offline.hub_offline`)."""
+    return _hub_offline(for_datasets=True)
 
 
 def unreachable_message(dataset_name: str, reason: str) -> str:

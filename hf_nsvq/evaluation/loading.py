@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from diffusers import VQModel
-from huggingface_hub import constants as hub_constants
 from huggingface_hub import try_to_load_from_cache
 
 from ..modeling import NSVQModel
+from ..offline import hub_offline
 
 CONFIG_NAME = "config.json"
 MODEL_CLASSES = {"NSVQModel": NSVQModel, "VQModel": VQModel}
-
-
-def hub_offline() -> bool:
-    """Whether `HF_HUB_OFFLINE` is on: huggingface_hub's flag, or the environment if it was set after the import."""
-    return bool(hub_constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").upper() in {
-        "1",
-        "ON",
-        "YES",
-        "TRUE",
-    }
 
 
 def load_vq_model(
