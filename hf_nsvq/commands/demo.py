@@ -1,42 +1,59 @@
-"""`hf-nsvq demo`: fit every quantizer to a real photograph and compare code usage."""
+"""`hf-nsvq demo`: train a small VQ-VAE with every quantizer on the offline sample set and compare them."""
 
 from __future__ import annotations
 
 import argparse
+import time
 
 from ..quantizers import list_quantizers
 
 
 def register(subparsers) -> None:
-    demo = subparsers.add_parser("demo", help="fit every quantizer to a real photograph and compare code usage")
-    demo.add_argument("--image", default="astronaut", help="a photograph bundled with scikit-image")
-    demo.add_argument("--patch_size", type=int, default=4)
-    demo.add_argument("--codebook_size", type=int, default=256)
-    demo.add_argument("--steps", type=int, default=300)
-    demo.add_argument("--batch_size", type=int, default=1024)
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--quantizers", nargs="+", choices=list_quantizers(), default=None)
-    demo.add_argument("--output_dir", default=None, help="write JSON results and reconstructions here")
+    from ..demo import DemoConfig
+
+    defaults = DemoConfig()
+    demo = subparsers.add_parser(
+        "demo", help="train a small VQ-VAE per quantizer on bundled photographs; compare utilisation and quality"
+    )
+    demo.add_argument("--output_dir", default="hf_nsvq_demo", help="results.{json,md} and PNG figures go here")
+    demo.add_argument("--quantizers", nargs="+", choices=list_quantizers(), default=defaults.quantizers)
+    demo.add_argument("--steps", type=int, default=defaults.steps)
+    demo.add_argument("--batch_size", type=int, default=defaults.batch_size)
+    demo.add_argument("--learning_rate", type=float, default=defaults.learning_rate)
+    demo.add_argument("--resolution", type=int, default=defaults.resolution)
+    demo.add_argument("--codebook_size", type=int, default=defaults.codebook_size)
+    demo.add_argument("--latent_channels", type=int, default=defaults.latent_channels)
+    demo.add_argument("--base_channels", type=int, default=defaults.base_channels)
+    demo.add_argument("--downsample_factor", type=int, default=defaults.downsample_factor)
+    demo.add_argument("--seed", type=int, default=defaults.seed)
+    demo.add_argument("--max_train_samples", type=int, default=None)
+    demo.add_argument("--max_eval_samples", type=int, default=None)
     demo.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> None:
-    from ..codebook_demo import format_table, run_demo
+    from ..demo import DemoConfig, run_demo
+    from ..demo.run import format_table
 
-    rows = run_demo(
-        image=args.image,
-        patch_size=args.patch_size,
-        codebook_size=args.codebook_size,
+    config = DemoConfig(
+        quantizers=args.quantizers,
         steps=args.steps,
         batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        resolution=args.resolution,
+        codebook_size=args.codebook_size,
+        latent_channels=args.latent_channels,
+        base_channels=args.base_channels,
+        downsample_factor=args.downsample_factor,
         seed=args.seed,
-        quantizers=args.quantizers,
-        output_dir=args.output_dir,
+        max_train_samples=args.max_train_samples,
+        max_eval_samples=args.max_eval_samples,
     )
-    print(
-        f"\nCodebook fit on {args.patch_size}x{args.patch_size} patches of scikit-image's '{args.image}' "
-        f"(K={args.codebook_size}, {args.steps} steps); utilisation over all patches:\n"
-    )
+    start = time.perf_counter()
+    rows = run_demo(config, args.output_dir)
+    print(f"\nHeld-out metrics after {config.steps} steps per quantizer (K = {config.codebook_size}):\n")
     print(format_table(rows))
-    if args.output_dir:
-        print(f"\nwrote {args.output_dir}/codebook_demo.json and one reconstruction PNG per quantizer")
+    print(
+        f"\nwrote {args.output_dir}/results.json, results.md, utilisation.png, code_usage.png, reconstructions.png "
+        f"in {time.perf_counter() - start:.0f} s"
+    )
