@@ -102,6 +102,10 @@ class TransVQVectorQuantizer(MappedCodebookVectorQuantizer):
         self.blocks = nn.ModuleList(TransformerBlock(width, num_heads, mlp_ratio) for _ in range(depth))
         self.norm_out = nn.LayerNorm(width)
         self.project_out = nn.Linear(width, vq_embed_dim, bias=False)
+        # The final LayerNorm gives unit-variance features, so PyTorch's default init would make codes of variance
+        # width / (3 width) = 1/3 per dimension, several times wider than C0 ~ N(0, 1/D) and than typical latents:
+        # most codes would start outside the data and never win. Start T(C0) at C0's scale instead.
+        nn.init.normal_(self.project_out.weight, std=(width * vq_embed_dim) ** -0.5)
 
     def map_codebook(self, basis: torch.Tensor) -> torch.Tensor:
         x = self.project_in(basis.to(self.project_in.weight.dtype)) + self.code_embedding
