@@ -8,6 +8,7 @@ import importlib
 # One line per sub-command module; each exposes `register(subparsers)` and sets `func` on its parser.
 COMMAND_MODULES = [
     "hf_nsvq.commands.demo",
+    "hf_nsvq.commands.drift",
     "hf_nsvq.commands.evaluate",
     "hf_nsvq.commands.push",
 ]
