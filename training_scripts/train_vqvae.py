@@ -213,12 +213,17 @@ def main(args: argparse.Namespace) -> None:
         drop_last=True,
         num_workers=args.dataloader_num_workers,
     )
-    if len(train_dataloader) == 0:
+    # accelerate deals the batches out to the processes in turns and, with drop_last, drops an incomplete last turn:
+    # each process gets len // num_processes batches an epoch. (Rounding up counted steps that never come, so a
+    # multi-process run stopped short of --max_train_steps and resumed at the wrong batch.)
+    batches_per_process = len(train_dataloader) // accelerator.num_processes
+    if batches_per_process == 0:
         raise ValueError(
             f"{len(train_dataset)} training images are fewer than one batch of --train_batch_size "
-            f"{args.train_batch_size}; lower the batch size or add images"
+            f"{args.train_batch_size} per process ({accelerator.num_processes} processes); lower the batch size or "
+            "add images"
         )
-    updates_per_epoch = math.ceil(len(train_dataloader) / accelerator.num_processes / args.gradient_accumulation_steps)
+    updates_per_epoch = math.ceil(batches_per_process / args.gradient_accumulation_steps)
     if args.max_train_steps is None:
         args.max_train_steps = args.num_train_epochs * updates_per_epoch
     num_epochs = math.ceil(args.max_train_steps / updates_per_epoch)
@@ -422,6 +427,15 @@ def main(args: argparse.Namespace) -> None:
 
             write_model_card(output_dir, repo_id=args.hub_model_id)
         accelerator.print(f"saved NSVQModel to {output_dir} and the stock VQModel to {output_dir / 'vqvae'}")
+    # Teardown order matters under torch.distributed. First every rank finishes its last collective (evaluation's
+    # gathers); then the DDP wrappers are freed while torch.distributed still holds the process group, so that
+    # end_training destroys the group from Python, which releases the GIL. Freed the other way round (the wrappers
+    # at the end of main), a DDP Reducer held the last reference and ran ~ProcessGroupGloo with the GIL held, joining
+    # a gloo worker thread that was waiting for the GIL to free the tensors of the last all_gather: a deadlock at
+    # exit after every output was written (rank 1, in 1 of 10 two-process runs on a busy 2-core machine).
+    accelerator.wait_for_everyone()
+    del module, discriminator
+    accelerator.free_memory()
     accelerator.end_training()
 
 
@@ -481,7 +495,15 @@ def _register_checkpoint_hooks(accelerator: Accelerator, model: NSVQModel, discr
         while models:
             unwrapped = accelerator.unwrap_model(models.pop())
             if isinstance(unwrapped, VQTrainingModule):
-                loaded = NSVQModel.from_pretrained(input_dir, subfolder="model")
+                loaded, info = NSVQModel.from_pretrained(input_dir, subfolder="model", output_loading_info=True)
+                if info["missing_keys"] or info["unexpected_keys"]:
+                    # diffusers only warns and leaves a missing tensor (NSVQ's step, EMA statistics) at its initial
+                    # value: a resume that is not exact, silently
+                    raise ValueError(
+                        f"checkpoint {input_dir!r}: model/ does not match its own config.json (missing tensors "
+                        f"{info['missing_keys']}, unexpected tensors {info['unexpected_keys']}); resume from another "
+                        "checkpoint"
+                    )
                 _check_same_architecture(unwrapped.model, loaded, input_dir)
                 unwrapped.model.load_state_dict(loaded.state_dict())
                 del loaded
@@ -499,6 +521,18 @@ def _check_same_architecture(model: NSVQModel, loaded: NSVQModel, path: str) -> 
                 f"checkpoint {path!r} has {key}={loaded.config[key]!r} but this run builds {key}="
                 f"{model.config[key]!r}; resume with the flags of the original run or start a new --output_dir"
             )
+    # Anything else that changes a shape (--layers_per_block, a quantizer's width, ...) fails here with the same advice,
+    # not later in load_state_dict.
+    ours = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    theirs = {key: tuple(value.shape) for key, value in loaded.state_dict().items()}
+    differing = sorted(key for key in ours.keys() | theirs.keys() if ours.get(key) != theirs.get(key))
+    if differing:
+        shown = ", ".join(f"{key}: {theirs.get(key)} vs {ours.get(key)}" for key in differing[:3])
+        more = f" and {len(differing) - 3} more" if len(differing) > 3 else ""
+        raise ValueError(
+            f"checkpoint {path!r} holds tensors of other shapes than this run builds (checkpoint vs run: {shown}"
+            f"{more}); resume with the flags of the original run or start a new --output_dir"
+        )
 
 
 def _validation_batch(validation_data, transform, train_dataset, args, accelerator) -> torch.Tensor:
