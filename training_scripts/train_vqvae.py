@@ -72,6 +72,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument("--quantizer", default="nsvq", choices=list_quantizers())
     model.add_argument("--quantizer_kwargs", default=None, help='JSON object, e.g. \'{"kernel": "gaussian"}\'')
     model.add_argument("--model_config", default=None, help="config.json (or its folder) of a VQModel/NSVQModel")
+    model.add_argument(
+        "--pretrained_model",
+        default=None,
+        help="VQModel/NSVQModel folder or Hub id to fine-tune: its architecture and weights, this run's quantizer",
+    )
     model.add_argument("--base_channels", type=int, default=64)
     model.add_argument("--block_out_channels", type=int, nargs="+", default=None, help="overrides base/downsample")
     model.add_argument("--downsample_factor", type=int, default=4)
@@ -251,6 +256,8 @@ def main(args: argparse.Namespace) -> None:
         args.norm_num_groups,
         not args.no_mid_block_attention,
     )
+    if args.pretrained_model:
+        model = _start_from_pretrained(args.pretrained_model, model)
     check_resolution(args.resolution, downsample_factor_of(model.config))
     lpips_model = None
     if args.lpips_weight > 0:
@@ -462,6 +469,15 @@ def _generator_loss(args, output, images, lpips_model, discriminator, last_layer
         loss = loss + args.disc_weight * weight * terms["generator_loss"]
     terms["loss"] = loss
     return terms
+
+
+def _start_from_pretrained(path: str, model: NSVQModel) -> NSVQModel:
+    """Fine-tuning: the pretrained model with `model`'s quantizer swapped in by `replace_quantizer` (which keeps the
+    old codebook where the new quantizer can hold it); the size flags and --model_config give way to its config."""
+    from hf_nsvq.evaluation.loading import load_vq_model
+
+    pretrained = load_vq_model(path)
+    return hf_nsvq.replace_quantizer(pretrained, model.config.quantizer_type, **(model.config.quantizer_kwargs or {}))
 
 
 def _freeze_encoder(optimizer, lr_scheduler) -> None:
