@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 from typing import Any
 
 import torch
@@ -11,6 +12,7 @@ from diffusers import VQModel
 from diffusers.configuration_utils import register_to_config
 from diffusers.models.modeling_utils import ModelMixin  # noqa: F401  (diffusers' local-folder loader looks it up here)
 
+from .offline import hub_offline
 from .quantizers import BaseVectorQuantizer, build_quantizer
 
 logger = logging.getLogger(__name__)
@@ -83,6 +85,21 @@ class NSVQModel(VQModel):
             force_upcast=force_upcast,
         )
         self.quantize: BaseVectorQuantizer = quantizer  # stays at `.quantize`: diffusers keeps it out of casting
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """diffusers' `from_pretrained`, with a clear message when a Hub id cannot be fetched (offline, no network)."""
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        except OSError as error:
+            location = str(pretrained_model_name_or_path)
+            if os.path.isdir(location):
+                raise
+            why = "the Hub is offline here (HF_HUB_OFFLINE is set)" if hub_offline() else "the Hub could not be reached"
+            raise OSError(
+                f"cannot load {location!r}: it is not a local folder and {why}; pass the path of a downloaded or "
+                f"saved model folder instead ({error})"
+            ) from error
 
     # ------------------------------------------------------------------------------------------------ tokens
     @torch.no_grad()

@@ -233,12 +233,6 @@ def test_broken_safetensors_fail_naming_the_file(tmp_path, damage):
     # NaN or Inf they produce in the latents is then caught by the quantizer's finiteness check.
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="NSVQModel.from_pretrained (hf_nsvq/modeling.py, not this file's owner) passes diffusers' message on: "
-    "'does not appear to have a file named config.json' for a Hub id it could not reach; remove this marker when "
-    "it says the Hub is offline/unreachable as load_vq_model does",
-)
 def test_from_pretrained_of_an_unreachable_hub_id_says_so(tmp_path, monkeypatch):
     start = time.monotonic()
     with pytest.raises((OSError, ValueError)) as error:
