@@ -1,6 +1,6 @@
 """hf_nsvq: collapse-free vector quantizers (non-stationary NSVQ, TransVQ and baselines) for diffusers' VQModel.
 
-`NSVQModel` and `replace_quantizer` are imported on first use: they pull in diffusers, which takes seconds, and
+`NSVQModel`, `replace_quantizer` and `VQTokenARPipeline` are imported on first use: they pull in diffusers, which takes seconds, and
 code that only needs the quantizers (or spawns worker processes) should not pay for it.
 """
 
@@ -8,7 +8,11 @@ from .quantizers import build_quantizer, list_quantizers
 
 __version__ = "0.1.0"
 
-_LAZY = {"NSVQModel": "hf_nsvq.modeling", "replace_quantizer": "hf_nsvq.modeling"}
+_LAZY = {
+    "NSVQModel": "hf_nsvq.modeling",
+    "replace_quantizer": "hf_nsvq.modeling",
+    "VQTokenARPipeline": "hf_nsvq.pipelines",
+}
 
 
 def __getattr__(name: str):
@@ -19,4 +23,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'hf_nsvq' has no attribute {name!r}")
 
 
-__all__ = ["NSVQModel", "__version__", "build_quantizer", "list_quantizers", "replace_quantizer"]
+__all__ = ["NSVQModel", "VQTokenARPipeline", "__version__", "build_quantizer", "list_quantizers", "replace_quantizer"]

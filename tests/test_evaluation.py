@@ -402,3 +402,17 @@ def test_offline_hub_id_fails_fast_with_what_to_do(tmp_path):
         load_vq_model(str(tmp_path / "no" / "such" / "folder"))
     with pytest.raises(ValueError, match="has no config.json"):
         load_vq_model(str(tmp_path))
+
+
+def test_load_vq_model_reads_a_local_subfolder_not_the_parent_weights(tmp_path):
+    """An NSVQModel output folder has its own weights beside `vqvae/`; the stock model must load `vqvae/`'s."""
+    from conftest import tiny_model
+
+    from hf_nsvq.evaluation import load_vq_model
+
+    model = tiny_model("transvq").eval()
+    model.save_pretrained(tmp_path)
+    model.to_diffusers().save_pretrained(tmp_path / "vqvae")
+    stock = load_vq_model(str(tmp_path), subfolder="vqvae")
+    assert type(stock).__name__ == "VQModel"
+    torch.testing.assert_close(stock.quantize.embedding.weight, model.quantize.codebook, rtol=0, atol=0)

@@ -136,3 +136,25 @@ def test_unreadable_images_are_skipped_with_a_count(tmp_path, fresh_accelerate):
     )
     config = json.loads((tmp_path / "o" / "training_config.json").read_text())
     assert config["skipped_images"] == 1 and config["num_train_images"] == 8
+
+
+def test_vqgan_fc_baked_model_gets_the_scaling_factor_of_its_own_latents(tmp_path, fresh_accelerate):
+    """The baked VQGAN-FC latents are the low-dim projections: their scale, not the NSVQModel's, is what an LDM sees."""
+    from diffusers import VQModel
+
+    data = str(write_images(tmp_path / "images", 8))
+    out = tmp_path / "out"
+    run_in_process(["--train_data_dir", data, "--quantizer", "vqgan_fc", "--max_train_steps", "1", "--output_dir",
+                    str(out), "--scaling_factor_batches", "2", *TINY])  # fmt: skip
+    model = NSVQModel.from_pretrained(out).eval()
+    stock = VQModel.from_pretrained(out / "vqvae").eval()
+    images = torch.stack(
+        [torch.from_numpy(np.asarray(Image.open(p).convert("RGB").resize((16, 16)))).permute(2, 0, 1) for p in
+         sorted((tmp_path / "images").glob("*.png"))]
+    ).float() / 127.5 - 1  # fmt: skip
+    with torch.no_grad():
+        stock_std = stock.encode(images).latents.std().item()
+        model_std = model.encode(images).latents.std().item()
+    assert stock.config.scaling_factor != model.config.scaling_factor
+    assert abs(stock.config.scaling_factor * stock_std - 1) < abs(model.config.scaling_factor * stock_std - 1)
+    assert abs(model.config.scaling_factor * model_std - 1) < 0.5

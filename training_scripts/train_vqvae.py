@@ -396,11 +396,19 @@ def main(args: argparse.Namespace) -> None:
     # ---- outputs -----------------------------------------------------------------------------------------------
     accelerator.wait_for_everyone()
     scaling_factor = _estimate_scaling_factor(accelerator, unwrapped, train_dataloader, args.scaling_factor_batches)
+    # The baked model's latents are what a latent-diffusion model sees; for VQGAN-FC they are the low-dim
+    # projections, whose scale differs, so they get their own estimate.
+    stock = unwrapped.eval().to_diffusers()
+    stock_scaling_factor = scaling_factor
+    if stock.config.vq_embed_dim != unwrapped.quantize.vq_embed_dim:
+        stock_scaling_factor = _estimate_scaling_factor(
+            accelerator, stock, train_dataloader, args.scaling_factor_batches
+        )
     if accelerator.is_main_process:
         unwrapped.register_to_config(scaling_factor=scaling_factor)
-        unwrapped.eval()
+        stock.register_to_config(scaling_factor=stock_scaling_factor)
         unwrapped.save_pretrained(output_dir)
-        unwrapped.to_diffusers().save_pretrained(output_dir / "vqvae")
+        stock.save_pretrained(output_dir / "vqvae")
         _write_training_config(args, train_data, quantizer_kwargs, scaling_factor, global_step, output_dir)
         _log_validation(accelerator, unwrapped, validation_batch, usage, output_dir, global_step)
     accelerator.wait_for_everyone()

@@ -37,7 +37,10 @@ def load_vq_model(
     if local.is_dir():
         if not (local / config_file).is_file():
             raise ValueError(f"{str(local)!r} has no {config_file}; expected a folder written by save_pretrained")
-        model_name_or_path = str(local)
+        # Load a local subfolder by its own path: diffusers' `subfolder=` would pick up a weights file in the parent
+        # folder first (an NSVQModel output folder has one), loading the wrong model's weights.
+        model_name_or_path = str(local / subfolder) if subfolder else str(local)
+        subfolder = None
     elif local.exists() or model_name_or_path.startswith((".", "/", "~")) or model_name_or_path.count("/") > 1:
         raise ValueError(
             f"model got {model_name_or_path!r}; expected an existing model folder or a Hub id 'user/name'"
