@@ -28,6 +28,12 @@ def register(subparsers) -> None:
     demo.add_argument("--seed", type=int, default=defaults.seed)
     demo.add_argument("--max_train_samples", type=int, default=None)
     demo.add_argument("--max_eval_samples", type=int, default=None)
+    demo.add_argument(
+        "--downstream",
+        action="store_true",
+        help="also train a tiny AR prior on the vanilla and NSVQ tokens; report its bits per token and samples",
+    )
+    demo.add_argument("--downstream_steps", type=int, default=300, help="prior updates per tokenizer")
     demo.set_defaults(func=run)
 
 
@@ -50,10 +56,38 @@ def run(args: argparse.Namespace) -> None:
         max_eval_samples=args.max_eval_samples,
     )
     start = time.perf_counter()
-    rows = run_demo(config, args.output_dir)
+    rows, trained = run_demo(config, args.output_dir, keep_models=True)
     print(f"\nHeld-out metrics after {config.steps} steps per quantizer (K = {config.codebook_size}):\n")
     print(format_table(rows))
     print(
         f"\nwrote {args.output_dir}/results.json, results.md, utilisation.png, code_usage.png, reconstructions.png "
         f"in {time.perf_counter() - start:.0f} s"
+    )
+    if args.downstream:
+        _run_downstream(args, config, trained)
+
+
+def _run_downstream(args: argparse.Namespace, config, trained) -> None:
+    from ..demo.downstream import format_downstream_table, run_downstream, tokenizers_for_downstream
+    from ..demo.train import train_vqvae
+
+    def train_one(name: str):
+        # a tokenizer the demo did not train (not in --quantizers) gets the demo's budget, so the two compare fairly
+        record = train_vqvae(
+            name, trained.train_images, config.steps, config.batch_size, config.learning_rate,
+            config.codebook_size, config.latent_channels, config.base_channels, config.downsample_factor,
+            config.seed, config.log_every, config.window,
+        )  # fmt: skip
+        return record.model
+
+    start = time.perf_counter()
+    tokenizers = tokenizers_for_downstream(trained.models, train_one)
+    rows = run_downstream(
+        tokenizers, trained.train_images, trained.eval_images, args.output_dir, args.downstream_steps, seed=args.seed
+    )
+    print("\nAR prior on each tokenizer's tokens (held-out crops):\n")
+    print(format_downstream_table(rows))
+    print(
+        f"\nwrote {args.output_dir}/downstream.json, downstream.md, "
+        f"{', '.join(row['samples'] for row in rows)} in {time.perf_counter() - start:.0f} s"
     )

@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..evaluation import code_histogram, evaluate_model
+from ..modeling import NSVQModel
 from ..quantizers import list_quantizers
 from .data import load_split_tensor, to_model_range
 from .plots import plot_usage_histograms, plot_utilisation, save_reconstruction_grid
@@ -41,14 +42,35 @@ class DemoConfig:
     max_eval_samples: int | None = None
 
 
-def run_demo(config: DemoConfig, output_dir: str | Path) -> list[dict]:
-    """Train and evaluate every quantizer in `config`; write results.{json,md} and the PNGs to `output_dir`."""
+@dataclass
+class DemoModels:
+    """What `run_demo(..., keep_models=True)` hands on: the trained models and the crops, for downstream use."""
+
+    models: dict[str, NSVQModel]
+    train_images: torch.Tensor
+    eval_images: torch.Tensor
+
+
+def run_demo(
+    config: DemoConfig, output_dir: str | Path, keep_models: bool = False
+) -> list[dict] | tuple[list[dict], DemoModels]:
+    """Train and evaluate every quantizer in `config`; write results.{json,md} and the PNGs to `output_dir`.
+
+    Args:
+        config (`DemoConfig`): The budget and model.
+        output_dir (`str` or `Path`): Where the table and figures go.
+        keep_models (`bool`, *optional*, defaults to `False`): Also return a [`DemoModels`] (so `--downstream` reuses
+            the trained tokenizers and the decoded crops instead of training and loading them again).
+
+    Returns:
+        The result rows, or `(rows, DemoModels)` when `keep_models`.
+    """
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     train_images = load_split_tensor("train", config.resolution, config.max_train_samples)
     eval_images = load_split_tensor("validation", config.resolution, config.max_eval_samples)
     eval_batches = [{"pixel_values": to_model_range(eval_images[i : i + 64])} for i in range(0, len(eval_images), 64)]
-    rows, curves, histograms, reconstructions = [], {}, {}, {}
+    rows, curves, histograms, reconstructions, models = [], {}, {}, {}, {}
     grid_images = to_model_range(eval_images[torch.linspace(0, len(eval_images) - 1, 8).long()])
     for name in tqdm(config.quantizers, desc="quantizers"):
         record = train_vqvae(
@@ -74,6 +96,8 @@ def run_demo(config: DemoConfig, output_dir: str | Path) -> list[dict]:
             reconstructions[name] = record.model(grid_images).sample
         histograms[name] = code_histogram(indices, config.codebook_size)
         curves[name] = (record.steps, record.utilisation)
+        if keep_models:
+            models[name] = record.model
         rows.append(
             {
                 "quantizer": name,
@@ -87,6 +111,8 @@ def run_demo(config: DemoConfig, output_dir: str | Path) -> list[dict]:
     plot_usage_histograms(histograms, output / "code_usage.png")
     save_reconstruction_grid(grid_images, reconstructions, output / "reconstructions.png")
     _write_results(config, rows, len(train_images), len(eval_images), output)
+    if keep_models:
+        return rows, DemoModels(models, train_images, eval_images)
     return rows
 
 
