@@ -400,7 +400,7 @@ def main(args: argparse.Namespace) -> None:
     # projections, whose scale differs, so they get their own estimate.
     stock = unwrapped.eval().to_diffusers()
     stock_scaling_factor = scaling_factor
-    if stock.config.vq_embed_dim != unwrapped.quantize.vq_embed_dim:
+    if stock.quantize.vq_embed_dim != unwrapped.quantize.vq_embed_dim:
         stock_scaling_factor = _estimate_scaling_factor(
             accelerator, stock, train_dataloader, args.scaling_factor_batches
         )
