@@ -4,9 +4,10 @@ Command (full configuration: N = 16384 latents of shape (16, 64, 32, 32), K in {
 
     python benchmarks/quantizer_speed.py
 
-It takes about 12 minutes on the 2-core CPU machine (AMD EPYC, torch 2.13 CPU) where
-`benchmarks/results/quantizer_speed.json` was produced. `python benchmarks/quantizer_speed.py --quick` is a smoke
-run of a few seconds (written to `benchmarks/results/quantizer_speed_quick.json` unless `--output` is given).
+It takes about 8 minutes (473 s) on the 2-core CPU machine (AMD EPYC, torch 2.13.0+cpu, 2 threads) that produced
+`benchmarks/results/quantizer_speed.json`, when nothing else runs there; K = 65536 takes about 6 of them.
+`python benchmarks/quantizer_speed.py --quick` is a smoke run of about 15 s (N = 1024, K in {64, 512}, written to
+`benchmarks/results/quantizer_speed_quick.json` unless `--output` is given). `--device cuda` times on a GPU.
 
 What is timed, for each row and each K:
 
@@ -20,6 +21,13 @@ was resident (CPU: RSS, via Linux's resettable high-water mark, falling back to 
 `torch.cuda.max_memory_allocated`) right before them. Ratios compare each row with the diffusers row of the same
 mode and K. Latents are unit-variance Gaussians (roughly what an encoder emits); every quantizer starts from its own
 default initialisation under the same seed, and every row sees the same latents.
+
+Shared machines: the "other load" column is how many cores OTHER processes kept busy while a measurement ran
+(from /proc/stat). Before each measurement the script waits up to `--wait_idle` seconds for the machine to go idle,
+and `--retries` extra passes re-run the measurements with other load above 0.1, keeping the least contended
+attempt. "median CPU s" (CPU time of all threads of the worker) is reported next to wall time as the less
+contention-sensitive figure. Even on an idle 2-core VM, separate runs differed by up to ~20% per row here, so read
+ratios within ~0.2 of a target as undecided.
 
 The "checks" are targets reported for reading, never asserted: timings depend on the machine.
 """
@@ -91,8 +99,11 @@ def latent_shape(num_latents: int, dim: int) -> tuple[int, int, int, int]:
 
 # --------------------------------------------------------------------------------------------------- worker side
 def _resident_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:  # no /proc (macOS): the peak so far stands in for the current RSS
+        return _peak_rss_bytes()
 
 
 def _reset_peak_rss() -> bool:
