@@ -21,8 +21,7 @@ from tqdm.auto import tqdm
 
 from hf_nsvq.demo import DemoConfig
 from hf_nsvq.demo.data import load_split_tensor, to_model_range
-from hf_nsvq.demo.train import train_vqvae
-from hf_nsvq.evaluation import evaluate_model
+from hf_nsvq.demo.train import train_and_evaluate
 from hf_nsvq.quantizers import list_quantizers
 
 METRICS = ("utilisation", "perplexity", "psnr", "ssim", "mse")
@@ -50,12 +49,7 @@ def main(args: argparse.Namespace) -> None:
     runs = []
     grid = [(k, q, s) for k in args.codebook_sizes for q in args.quantizers for s in args.seeds]
     for codebook_size, quantizer, seed in tqdm(grid, desc="runs"):
-        record = train_vqvae(
-            quantizer, train_images, config.steps, config.batch_size, config.learning_rate, codebook_size,
-            config.latent_channels, config.base_channels, config.downsample_factor, seed, config.log_every,
-            config.window, position=1,
-        )  # fmt: skip
-        metrics = evaluate_model(record.model, eval_batches)
+        record, metrics = train_and_evaluate(quantizer, config, train_images, eval_batches, seed, codebook_size)
         runs.append({"codebook_size": codebook_size, "quantizer": quantizer, "seed": seed, "seconds": record.seconds,
                      **{name: metrics[name] for name in METRICS}})  # fmt: skip
     summary = summarise(runs)

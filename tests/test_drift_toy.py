@@ -138,9 +138,11 @@ def test_cli_quick_run_writes_json_and_pngs(tmp_path, capsys):
     results = json.loads((tmp_path / "drift_toy.json").read_text())
     assert {"config", "seeds", "scenarios", "methods", "summary", "curves", "runs", "wall_seconds"} <= set(results)
     assert set(results["scenarios"]) == {"translation", "shrinking", "expansion", "jump"}
-    labels = {"vanilla", "ema", "vqgan_fc", "simvq", "nsvq", "transvq"}
+    labels = {"vanilla", "ema", "vqgan_fc", "simvq", "nsvq-authors", "nsvq", "transvq"}
     assert set(results["methods"]) == labels
-    assert results["methods"]["nsvq"]["kwargs"]["steps_per_period"] == 10  # tau halves 10 times over the 100 steps
+    # the authors' tau halves 10 times over the 100 steps; the default is adaptive (no step-driven decay)
+    assert results["methods"]["nsvq-authors"]["kwargs"]["steps_per_period"] == 10
+    assert "bandwidth_schedule" not in results["methods"]["nsvq"]["kwargs"]
     for by_method in results["summary"].values():
         assert set(by_method) == labels
         for stats in by_method.values():

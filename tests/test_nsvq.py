@@ -23,8 +23,8 @@ def brute_force_weights(z, codebook, kernel, tau, lam):
 
 def nsvq(**kwargs):
     quantizer = build_quantizer("nsvq", K, D, **kwargs)
-    with torch.no_grad():  # codes spread like the latents, so the kernel sees real competition
-        quantizer.embedding.weight.copy_(torch.randn(K, D))
+    # codes spread like the latents, so the kernel sees real competition (and no data init replaces them)
+    assert quantizer.init_from_codebook(torch.randn(K, D))
     return quantizer.train()
 
 
@@ -72,9 +72,9 @@ def test_zero_kernel_weight_leaves_the_winner_only_term():
 def test_negligible_kernel_skips_the_dense_term():
     z = torch.randn(64, D)
     codebook = torch.randn(K, D)
-    _, stats = assign_and_gather_kernel_statistics(z, codebook, "softmax", 1e-8, 0.01, 1e-6)
+    _, stats, _ = assign_and_gather_kernel_statistics(z, codebook, "softmax", 1e-8, 0.01, 1e-6)
     assert stats is None
-    _, stats = assign_and_gather_kernel_statistics(z, codebook, "softmax", 1.0, 0.01, 1e-6)
+    _, stats, _ = assign_and_gather_kernel_statistics(z, codebook, "softmax", 1.0, 0.01, 1e-6)
     assert stats is not None and stats.code_weights.sum() > 0
 
 
@@ -88,8 +88,8 @@ def test_skipping_negligible_rows_keeps_the_statistics(kernel):
     d = torch.cdist(z, codebook).pow(2).sort(dim=1).values
     skipped = negligible_rows(d[:, 0], d[:, 1], K, kernel, tau, 0.01, 1e-4)
     assert 0 < int(skipped.sum()) < 200 and not skipped[0]  # the test exercises both paths
-    _, kept = assign_and_gather_kernel_statistics(z, codebook, kernel, tau, 0.01, 1e-4)
-    _, full = assign_and_gather_kernel_statistics(z, codebook, kernel, tau, 0.01, 0.0)
+    _, kept, _ = assign_and_gather_kernel_statistics(z, codebook, kernel, tau, 0.01, 1e-4)
+    _, full, _ = assign_and_gather_kernel_statistics(z, codebook, kernel, tau, 0.01, 0.0)
     assert kept is not None
     for mine, reference in zip(kept, full, strict=True):
         torch.testing.assert_close(mine, reference, rtol=1e-3, atol=1e-3 * float(reference.abs().max()))
@@ -127,7 +127,7 @@ def test_chunked_equals_unchunked():
 
 
 def test_exponential_schedule_values():
-    quantizer = nsvq(steps_per_period=7)
+    quantizer = nsvq(bandwidth_schedule="exponential", steps_per_period=7)
     expected = {0: 1.0, 1: 0.5, 2: 0.25, 5: 0.03125, 10: 0.0009765625}
     assert {p: quantizer.bandwidth_at(p * 7) for p in expected} == expected
     assert quantizer.bandwidth_at(7 * 10 + 6) == 0.0009765625  # a staircase, as the per-epoch halving
@@ -151,14 +151,14 @@ def test_constant_schedule_stays_at_bandwidth():
 
 
 def test_step_advances_once_per_training_forward_and_is_saved():
-    quantizer = nsvq(steps_per_period=2)
+    quantizer = nsvq(bandwidth_schedule="exponential", steps_per_period=2)
     for _ in range(3):
         quantizer(torch.randn(1, D, 2, 2))
     assert int(quantizer.step) == 3 and quantizer.bandwidth == 0.5
     quantizer.eval()
     quantizer(torch.randn(1, D, 2, 2))
     assert int(quantizer.step) == 3
-    restored = build_quantizer("nsvq", K, D, steps_per_period=2)
+    restored = build_quantizer("nsvq", K, D, bandwidth_schedule="exponential", steps_per_period=2)
     restored.load_state_dict(quantizer.state_dict())
     assert int(restored.step) == 3 and restored.bandwidth == 0.5
     restored.set_step(10)

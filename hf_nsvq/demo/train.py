@@ -28,7 +28,7 @@ class TrainingRecord:
 
 
 def demo_quantizer_kwargs(name: str, steps_per_epoch: int, extra: dict | None = None) -> dict:
-    """NSVQ gets the authors' schedule with one period = one epoch of the demo data; others their defaults."""
+    """NSVQ's decay period (used by the authors' schedule) is one epoch of the demo data; others their defaults."""
     kwargs = dict(extra or {})
     if name == "nsvq":
         kwargs.setdefault("steps_per_period", steps_per_epoch)
@@ -93,3 +93,38 @@ def train_vqvae(
     record.seconds = time.perf_counter() - start
     model.eval()
     return record
+
+
+def train_and_evaluate(
+    quantizer: str,
+    config,
+    train_images: torch.Tensor,
+    eval_batches: list[dict],
+    seed: int | None = None,
+    codebook_size: int | None = None,
+    quantizer_kwargs: dict | None = None,
+    position: int = 1,
+) -> tuple[TrainingRecord, dict]:
+    """Train with a `DemoConfig`'s budget and model, then evaluate on `eval_batches`: `(record, metrics)`.
+
+    `seed` and `codebook_size` override the config's (the benchmarks sweep them).
+    """
+    from ..evaluation import evaluate_model  # the evaluation stack is only needed here
+
+    record = train_vqvae(
+        quantizer,
+        train_images,
+        config.steps,
+        config.batch_size,
+        config.learning_rate,
+        codebook_size or config.codebook_size,
+        config.latent_channels,
+        config.base_channels,
+        config.downsample_factor,
+        config.seed if seed is None else seed,
+        config.log_every,
+        config.window,
+        quantizer_kwargs=quantizer_kwargs,
+        position=position,
+    )
+    return record, evaluate_model(record.model, eval_batches)

@@ -14,9 +14,10 @@ from .base import (
     nearest_codes,
     straight_through,
 )
+from .codebook_init import DataInitState, sample_codes_from_latents
 
 
-class EMAVectorQuantizer(BaseVectorQuantizer):
+class EMAVectorQuantizer(DataInitState, BaseVectorQuantizer):
     """Codebook as exponential moving averages of assigned latents, with Laplace smoothing of the counts.
 
     Per training step, with counts n_k and sums s_k of the latents assigned to code k (summed over all processes):
@@ -31,6 +32,8 @@ class EMAVectorQuantizer(BaseVectorQuantizer):
         epsilon (`float`, *optional*, defaults to 1e-5): Laplace smoothing of the counts.
         dead_code_threshold (`float`, *optional*, defaults to 0.0): Codes whose EMA count N_k falls below this
             are restarted at a random latent of the current batch (rank 0's, broadcast). 0 disables restarts.
+        codebook_init (`str`, *optional*, defaults to `"uniform"`): `"uniform"` (U(-1/K, 1/K), as diffusers) or
+            `"data"` (K latents of the first training batch; see `codebook_init.py`).
         **kwargs: `codebook_weight` (unused: the EMA replaces the codebook loss), `distance_block_elements`,
             `check_finite`.
     """
@@ -43,6 +46,7 @@ class EMAVectorQuantizer(BaseVectorQuantizer):
         decay: float = 0.99,
         epsilon: float = 1e-5,
         dead_code_threshold: float = 0.0,
+        codebook_init: str = "uniform",
         **kwargs,
     ):
         super().__init__(num_vq_embeddings, vq_embed_dim, commitment_weight, **kwargs)
@@ -62,12 +66,15 @@ class EMAVectorQuantizer(BaseVectorQuantizer):
         # an unused code keeps its place instead of being divided by a near-zero count.
         self.register_buffer("cluster_size", torch.ones(num_vq_embeddings))
         self.register_buffer("embed_sum", embed.clone())
+        self._setup_codebook_init(codebook_init)
 
     @property
     def codebook(self) -> torch.Tensor:
         return self.embed
 
     def _quantize_flat(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self._needs_data_init():
+            self.init_from_codebook(sample_codes_from_latents(z, self.num_vq_embeddings))
         indices, _ = nearest_codes(z, self.embed, self.distance_block_elements)
         q = F.embedding(indices, self.embed).float()
         loss = self.commitment_weight * mse(q.detach(), z)
@@ -108,7 +115,11 @@ class EMAVectorQuantizer(BaseVectorQuantizer):
         self.embed.copy_(codebook)
         self.embed_sum.copy_(codebook)
         self.cluster_size.fill_(1.0)
+        self._mark_codebook_initialized()
         return True
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, decay={self.decay}, dead_code_threshold={self.dead_code_threshold}"
+        return (
+            f"{super().extra_repr()}, decay={self.decay}, dead_code_threshold={self.dead_code_threshold}, "
+            f"codebook_init={self.codebook_init!r}"
+        )

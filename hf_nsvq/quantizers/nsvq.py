@@ -17,8 +17,10 @@ from .base import (
     _check_choice,
     _check_non_negative,
     _check_positive_int,
+    all_reduce_sum_,
     block_rows,
     mse,
+    nearest_codes,
     squared_distances,
     straight_through,
 )
@@ -89,8 +91,9 @@ def assign_and_gather_kernel_statistics(
     kernel_weight: float,
     skip_threshold: float,
     block_elements: int | None = None,
-) -> tuple[torch.Tensor, KernelStatistics | None]:
-    """One pass over row blocks: winners, and the kernel sums of the dense term (None when all were negligible).
+) -> tuple[torch.Tensor, KernelStatistics | None, torch.Tensor]:
+    """One pass over row blocks: winners, the kernel sums of the dense term (None when all were negligible), and the
+    sum over rows of the winners' squared distances (the quantization error the adaptive bandwidth tracks).
 
     Uses sum_ik w_ik ||z_i - e_k||^2 = sum_i r_i ||z_i||^2 + sum_k c_k ||e_k||^2 - 2 sum_k e_k . (W^T Z)_k, so memory
     is O(block_rows * K) and the work is two GEMMs per block: never an M x K x D tensor. Rows whose non-winner
@@ -101,6 +104,7 @@ def assign_and_gather_kernel_statistics(
     num_codes = codebook.shape[0]
     codebook_sq = codebook.pow(2).sum(dim=1)
     indices = torch.empty(num_rows, dtype=torch.long, device=z.device)
+    winner_distance_sum = torch.zeros((), device=z.device)
     stats = None
     rows = block_rows(num_codes, block_elements)
     for start in range(0, num_rows, rows):
@@ -108,6 +112,7 @@ def assign_and_gather_kernel_statistics(
         dist_block = squared_distances(z_block, codebook, codebook_sq)
         min_dist, winners = dist_block.min(dim=1)
         indices[start : start + rows] = winners
+        winner_distance_sum += min_dist.clamp(min=0).sum()  # fp32 rounding can make ||z||^2+||e||^2-2ze < 0
         if num_codes == 1:
             continue
         # second-smallest distance: hide the winner for one more pass, then put it back (cheaper than topk)
@@ -136,7 +141,7 @@ def assign_and_gather_kernel_statistics(
         stats.weighted_latents.addmm_(weights.t(), z_block)
         stats.code_weights.add_(weights.sum(dim=0))
         stats.latent_term.add_(weights.sum(dim=1).dot(z_block.pow(2).sum(dim=1)))
-    return indices, stats
+    return indices, stats, winner_distance_sum
 
 
 def dense_codebook_term(codebook: torch.Tensor, stats: KernelStatistics, num_elements: int) -> torch.Tensor:
@@ -168,9 +173,32 @@ class NSVQVectorQuantizer(VanillaVectorQuantizer):
 
     Training loss: `commitment_weight * mse(z, sg q) + codebook_weight * L_ns`, with
     `L_ns = (1 / (M D)) sum_i sum_k w_ik ||sg(z_i) - e_k||^2`, `w_{i,k*} = 1` and kernel weights for the other codes
-    (see `kernel_weights`), w detached. The bandwidth tau follows `bandwidth_schedule` as a pure function of a step
-    counter kept in the `step` buffer, advanced once per training forward. In eval mode NSVQ is plain nearest-code
-    lookup, so a trained NSVQ codebook is a plain codebook.
+    (see `kernel_weights`), w detached. In eval mode NSVQ is plain nearest-code lookup, so a trained NSVQ codebook
+    is a plain codebook.
+
+    The bandwidth tau (`bandwidth_schedule`):
+
+    - `"exponential"` (the authors'), `"constant"`, `"cosine"`, `"linear"`: a pure function of the step counter kept
+      in the `step` buffer (advanced once per training forward) with tau_0 = `bandwidth` in the latents' absolute
+      squared-distance units.
+    - `"adaptive"` (the default; beyond the paper): scale-free and self-tuning,
+
+          tau_t = max(rho * err_t * gamma ** floor(t / P), min_bandwidth),
+          err_t = beta * err_{t-1} + (1 - beta) * (1 / (M D)) sum_i min_k ||z_i - e_k||^2   (rows of all processes),
+
+      rho = `relative_bandwidth`, beta = `error_momentum`, gamma = `bandwidth_decay` (1: no decay), P =
+      `steps_per_period`. err is the quantization error per element (the commitment MSE); it starts at the first
+      batch's and lives in the `quantization_error` buffer, so a resumed run continues it. Why this rule:
+        * scale-free: scaling the latents by c scales err and tau by c^2 and leaves every kernel weight unchanged;
+        * self-tuning: when the latents move away from the codes (encoder drift, a jump to a new domain) the error
+          grows and tau widens with it, so the kernel reaches the codes the data left behind; once they have caught
+          up, the error and tau shrink again and training ends as online k-means, as the authors' decay intends;
+        * per element, not per row: tau is then a per-coordinate variance, the temperature of a soft assignment
+          at the scale of the quantization noise (as in deterministic annealing), and one rho works across code
+          dimensions (in the ablation rho = 32 suits D = 2 and D = 16 alike, where a per-row error needed 16 vs 2).
+      tau at step t uses err up to step t - 1 (one step of lag, no extra pass over the distances). Too large a rho
+      feeds back on itself (a wide kernel pulls codes together, which raises the error, which widens the kernel):
+      benchmarks/nsvq_bandwidth_ablation.py shows where that starts.
 
     Args:
         num_vq_embeddings (`int`): Number of codes K.
@@ -179,17 +207,26 @@ class NSVQVectorQuantizer(VanillaVectorQuantizer):
         codebook_weight (`float`, *optional*, defaults to 1.0): Weight of `L_ns`.
         kernel (`str`, *optional*, defaults to `"softmax"`): `"softmax"` (authors' code) or `"gaussian"` (paper).
         kernel_weight (`float`, *optional*, defaults to 0.01): lambda of the softmax kernel.
-        bandwidth (`float`, *optional*, defaults to 1.0): tau_0, the initial bandwidth (2 sigma^2 for the gaussian).
-        bandwidth_schedule (`str`, *optional*, defaults to `"exponential"`): `"constant"`, `"exponential"`,
-            `"cosine"` or `"linear"`.
+        bandwidth (`float`, *optional*, defaults to 1.0): tau_0, the initial bandwidth (2 sigma^2 for the gaussian),
+            of the step-driven schedules. Unused by `"adaptive"`.
+        bandwidth_schedule (`str`, *optional*, defaults to `"adaptive"`): `"adaptive"`, `"exponential"` (the
+            authors'), `"constant"`, `"cosine"` or `"linear"`.
+        relative_bandwidth (`float`, *optional*, defaults to 32.0): rho of `"adaptive"`: tau in units of the
+            running quantization error per element (benchmarks/nsvq_bandwidth_ablation.py picked it).
+        error_momentum (`float`, *optional*, defaults to 0.9): beta of `"adaptive"`, in [0, 1): the running error
+            forgets with a time constant of 1 / (1 - beta) steps.
         steps_per_period (`int`, *optional*, defaults to 1000): Steps per decay period of the exponential
-            schedule (the authors' period is one epoch: set it to your steps per epoch).
-        bandwidth_decay (`float`, *optional*, defaults to 0.5): Factor applied to tau once per period.
+            schedule (the authors' period is one epoch: set it to your steps per epoch) and of `"adaptive"`'s decay.
+        bandwidth_decay (`float`, *optional*): Factor applied to tau once per period, in (0, 1]. Defaults to 0.5
+            for `"exponential"` (the authors' halving) and 1.0 (no decay) for `"adaptive"`.
         min_bandwidth (`float`, *optional*, defaults to 1e-8): Floor of tau.
         decay_steps (`int`, *optional*): Length of the cosine and linear decays; required by those schedules.
         nonstationary_ste (`bool`, *optional*, defaults to `False`): Use the authors' `q_flag` estimator.
         kernel_skip_threshold (`float`, *optional*, defaults to 1e-6): Leave out of the dense term the rows whose
             total non-winner weight is provably below this (relative to the winner's weight 1).
+        codebook_init (`str`, *optional*, defaults to `"data"`): `"data"` starts the codes at K latents of the first
+            training batch; `"uniform"` is diffusers' U(-1/K, 1/K) (the authors' setting). From a uniform init every
+            code is about equally far from every latent, the kernel weighs them alike and drags them as one blob.
         **kwargs: `legacy`, `distance_block_elements`, `check_finite`.
     """
 
@@ -202,27 +239,42 @@ class NSVQVectorQuantizer(VanillaVectorQuantizer):
         kernel: str = "softmax",
         kernel_weight: float = 0.01,
         bandwidth: float = 1.0,
-        bandwidth_schedule: str = "exponential",
+        bandwidth_schedule: str = "adaptive",
+        relative_bandwidth: float = 32.0,
+        error_momentum: float = 0.9,
         steps_per_period: int = 1000,
-        bandwidth_decay: float = 0.5,
+        bandwidth_decay: float | None = None,
         min_bandwidth: float = 1e-8,
         decay_steps: int | None = None,
         nonstationary_ste: bool = False,
         kernel_skip_threshold: float = 1e-6,
+        codebook_init: str = "data",
         **kwargs,
     ):
-        super().__init__(num_vq_embeddings, vq_embed_dim, commitment_weight, codebook_weight, **kwargs)
+        super().__init__(
+            num_vq_embeddings, vq_embed_dim, commitment_weight, codebook_weight, codebook_init=codebook_init, **kwargs
+        )
         _check_choice("kernel", kernel, KERNELS)
         _check_choice("bandwidth_schedule", bandwidth_schedule, BANDWIDTH_SCHEDULES)
         _check_non_negative("kernel_weight", kernel_weight)
         _check_non_negative("kernel_skip_threshold", kernel_skip_threshold)
-        for name, value in (("bandwidth", bandwidth), ("min_bandwidth", min_bandwidth)):
+        for name, value in (
+            ("bandwidth", bandwidth),
+            ("min_bandwidth", min_bandwidth),
+            ("relative_bandwidth", relative_bandwidth),
+        ):
             _check_non_negative(name, value)
             if value == 0:
                 raise ValueError(f"{name} must be > 0; got {value!r}")
-        if min_bandwidth > bandwidth:
+        if min_bandwidth > bandwidth and bandwidth_schedule != "adaptive":
             raise ValueError(f"min_bandwidth must be <= bandwidth; got {min_bandwidth!r} > {bandwidth!r}")
+        if isinstance(error_momentum, bool) or not isinstance(error_momentum, int | float):
+            raise ValueError(f"error_momentum must be a number in [0, 1); got {error_momentum!r}")
+        if not 0 <= error_momentum < 1:
+            raise ValueError(f"error_momentum must be a number in [0, 1); got {error_momentum!r}")
         _check_positive_int("steps_per_period", steps_per_period)
+        if bandwidth_decay is None:
+            bandwidth_decay = 1.0 if bandwidth_schedule == "adaptive" else 0.5
         if (
             isinstance(bandwidth_decay, bool)
             or not isinstance(bandwidth_decay, int | float)
@@ -237,6 +289,8 @@ class NSVQVectorQuantizer(VanillaVectorQuantizer):
         self.kernel_weight = float(kernel_weight)
         self.initial_bandwidth = float(bandwidth)
         self.bandwidth_schedule = bandwidth_schedule
+        self.relative_bandwidth = float(relative_bandwidth)
+        self.error_momentum = float(error_momentum)
         self.steps_per_period = steps_per_period
         self.bandwidth_decay = float(bandwidth_decay)
         self.min_bandwidth = float(min_bandwidth)
@@ -245,9 +299,23 @@ class NSVQVectorQuantizer(VanillaVectorQuantizer):
         self.kernel_skip_threshold = float(kernel_skip_threshold)
         # Training progress lives in the state dict so a resumed run continues the schedule.
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
+        if self.adaptive:
+            # Registered only for "adaptive", so state dicts of the other schedules keep their keys. -1 = not yet set.
+            self.register_buffer("quantization_error", torch.full((), -1.0))
+
+    @property
+    def adaptive(self) -> bool:
+        return self.bandwidth_schedule == "adaptive"
 
     def bandwidth_at(self, step: int) -> float:
-        """tau at a given training step (a pure function of the step)."""
+        """tau at a given training step: a pure function of the step, except that `"adaptive"` multiplies its decay
+        by rho times the current running quantization error (0 before the first training step)."""
+        if self.adaptive:
+            if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+                raise ValueError(f"step must be an int >= 0; got {step!r}")
+            error = max(float(self.quantization_error), 0.0)
+            decay = self.bandwidth_decay ** (step // self.steps_per_period)
+            return max(self.relative_bandwidth * error * decay, self.min_bandwidth)
         return bandwidth_at_step(
             self.bandwidth_schedule,
             step,
@@ -269,11 +337,27 @@ class NSVQVectorQuantizer(VanillaVectorQuantizer):
             raise ValueError(f"step must be an int >= 0; got {step!r}")
         self.step.fill_(step)
 
+    @torch.no_grad()
+    def _track_error(self, winner_distance_sum: torch.Tensor, num_elements: int) -> None:
+        """Fold this step's quantization error per element (over every process's rows) into the running error."""
+        totals = torch.stack([winner_distance_sum.float(), torch.tensor(float(num_elements), device=self.step.device)])
+        all_reduce_sum_(totals)
+        mean_error = totals[0] / totals[1].clamp_min(1.0)
+        if float(self.quantization_error) < 0:
+            self.quantization_error.copy_(mean_error)
+        else:
+            self.quantization_error.mul_(self.error_momentum).add_(mean_error, alpha=1.0 - self.error_momentum)
+
     def _quantize_flat(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if not self.training:
             return super()._quantize_flat(z)
+        self._init_codebook_from(z)
         weight = self.embedding.weight
-        indices, stats = assign_and_gather_kernel_statistics(
+        if self.adaptive and float(self.quantization_error) < 0:
+            # First training step: nothing to lag behind yet, so measure this batch's error before the kernel pass.
+            _, min_dist = nearest_codes(z.detach(), weight.detach().float(), self.distance_block_elements)
+            self._track_error(min_dist.clamp(min=0).sum(), z.numel())
+        indices, stats, winner_distance_sum = assign_and_gather_kernel_statistics(
             z.detach(),
             weight.detach().float(),
             self.kernel,
@@ -282,6 +366,8 @@ class NSVQVectorQuantizer(VanillaVectorQuantizer):
             self.kernel_skip_threshold,
             self.distance_block_elements,
         )
+        if self.adaptive:
+            self._track_error(winner_distance_sum, z.numel())
         self.step.add_(1)
         q = F.embedding(indices, weight).float()
         codebook_term = mse(q, z.detach())  # the winners' weight-1 part of L_ns, exact
@@ -293,7 +379,11 @@ class NSVQVectorQuantizer(VanillaVectorQuantizer):
         return straight_through(z, q), loss, indices
 
     def extra_repr(self) -> str:
+        if self.adaptive:
+            schedule = f"relative_bandwidth={self.relative_bandwidth}, error_momentum={self.error_momentum}"
+        else:
+            schedule = f"bandwidth={self.initial_bandwidth}"
         return (
             f"{super().extra_repr()}, kernel={self.kernel!r}, bandwidth_schedule={self.bandwidth_schedule!r}, "
-            f"bandwidth={self.initial_bandwidth}"
+            f"{schedule}"
         )

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import math
 
-BANDWIDTH_SCHEDULES = ("constant", "exponential", "cosine", "linear")
+# "adaptive" is NSVQ's error-relative schedule (see NSVQVectorQuantizer); the others are pure functions of the step.
+BANDWIDTH_SCHEDULES = ("constant", "exponential", "cosine", "linear", "adaptive")
+STEP_SCHEDULES = ("constant", "exponential", "cosine", "linear")
 
 
 def bandwidth_at_step(
@@ -39,4 +41,4 @@ def bandwidth_at_step(
         if schedule == "cosine":
             return min_bandwidth + (bandwidth - min_bandwidth) * 0.5 * (1.0 + math.cos(math.pi * progress))
         return min_bandwidth + (bandwidth - min_bandwidth) * (1.0 - progress)
-    raise ValueError(f"bandwidth_schedule must be one of {list(BANDWIDTH_SCHEDULES)!r}; got {schedule!r}")
+    raise ValueError(f"bandwidth_at_step takes one of {list(STEP_SCHEDULES)!r}; got {schedule!r}")

@@ -7,9 +7,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import BaseVectorQuantizer, mse, nearest_codes, straight_through
+from .codebook_init import DataInitState, sample_codes_from_latents
 
 
-class VanillaVectorQuantizer(BaseVectorQuantizer):
+class VanillaVectorQuantizer(DataInitState, BaseVectorQuantizer):
     """Nearest-code quantizer with a learned codebook, straight-through gradients and the two VQ-VAE losses.
 
     `loss = commitment_weight * mse(z, sg(q)) + codebook_weight * mse(q, sg(z))`.
@@ -22,6 +23,8 @@ class VanillaVectorQuantizer(BaseVectorQuantizer):
         legacy (`bool`, *optional*, defaults to `False`): Reproduce diffusers' `VectorQuantizer(legacy=True)` bit for
             bit: the two weights swap places, so with the defaults the commitment term gets 1.0 and the codebook
             term 0.25, which is what diffusers' default does by a historical bug.
+        codebook_init (`str`, *optional*, defaults to `"uniform"`): `"uniform"` draws the codes from U(-1/K, 1/K) as
+            diffusers does; `"data"` replaces them with K latents of the first training batch (see `codebook_init.py`).
         **kwargs: `distance_block_elements`, `check_finite` (see `BaseVectorQuantizer`).
     """
 
@@ -32,10 +35,12 @@ class VanillaVectorQuantizer(BaseVectorQuantizer):
         commitment_weight: float = 0.25,
         codebook_weight: float = 1.0,
         legacy: bool = False,
+        codebook_init: str = "uniform",
         **kwargs,
     ):
         super().__init__(num_vq_embeddings, vq_embed_dim, commitment_weight, codebook_weight, **kwargs)
         self.legacy = bool(legacy)
+        self._setup_codebook_init(codebook_init)
         self.embedding = nn.Embedding(num_vq_embeddings, vq_embed_dim)
         # Same init as diffusers' VectorQuantizer, so a swapped-in quantizer starts where the stock one would.
         self.embedding.weight.data.uniform_(-1.0 / num_vq_embeddings, 1.0 / num_vq_embeddings)
@@ -49,7 +54,15 @@ class VanillaVectorQuantizer(BaseVectorQuantizer):
             return self.codebook_weight * commitment + self.commitment_weight * codebook
         return self.commitment_weight * commitment + self.codebook_weight * codebook
 
+    @torch.no_grad()
+    def _init_codebook_from(self, z: torch.Tensor) -> None:
+        """Before the first training step with `codebook_init="data"`: codes = K latents of this batch."""
+        if self._needs_data_init():
+            self.embedding.weight.copy_(sample_codes_from_latents(z, self.num_vq_embeddings))
+            self._mark_codebook_initialized()
+
     def _quantize_flat(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        self._init_codebook_from(z)
         indices, _ = nearest_codes(z, self.embedding.weight, self.distance_block_elements)
         q = F.embedding(indices, self.embedding.weight).float()
         loss = self._combine_losses(mse(q.detach(), z), mse(q, z.detach()))
@@ -60,7 +73,8 @@ class VanillaVectorQuantizer(BaseVectorQuantizer):
         if tuple(codebook.shape) != tuple(self.embedding.weight.shape):
             return False
         self.embedding.weight.copy_(codebook)
+        self._mark_codebook_initialized()
         return True
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, legacy={self.legacy}"
+        return f"{super().extra_repr()}, legacy={self.legacy}, codebook_init={self.codebook_init!r}"

@@ -7,9 +7,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import BaseVectorQuantizer, _check_positive_int, mse, nearest_codes, straight_through
+from .codebook_init import DataInitState, sample_codes_from_latents
 
 
-class VQGANFCVectorQuantizer(BaseVectorQuantizer):
+class VQGANFCVectorQuantizer(DataInitState, BaseVectorQuantizer):
     """Look up codes in a low-dimensional, l2-normalised space and project back.
 
     `z' = W_in z` (D -> `codebook_dim`), `z^ = z' / ||z'||`, `e^_k = e_k / ||e_k||`; the winner maximises the cosine
@@ -23,6 +24,9 @@ class VQGANFCVectorQuantizer(BaseVectorQuantizer):
         codebook_dim (`int`, *optional*, defaults to 8): Dimension of the factorized code space.
         commitment_weight (`float`, *optional*, defaults to 0.25): Weight of `mse(z^, sg(e^))`.
         codebook_weight (`float`, *optional*, defaults to 1.0): Weight of `mse(e^, sg(z^))`.
+        codebook_init (`str`, *optional*, defaults to `"uniform"`): `"uniform"` (PyTorch's N(0, 1) embedding init,
+            directions uniform on the sphere) or `"data"` (the normalised projections `z^` of K latents of the first
+            training batch; see `codebook_init.py`).
         **kwargs: `distance_block_elements`, `check_finite`.
     """
 
@@ -33,6 +37,7 @@ class VQGANFCVectorQuantizer(BaseVectorQuantizer):
         codebook_dim: int = 8,
         commitment_weight: float = 0.25,
         codebook_weight: float = 1.0,
+        codebook_init: str = "uniform",
         **kwargs,
     ):
         super().__init__(num_vq_embeddings, vq_embed_dim, commitment_weight, codebook_weight, **kwargs)
@@ -41,6 +46,7 @@ class VQGANFCVectorQuantizer(BaseVectorQuantizer):
         self.project_in = nn.Linear(vq_embed_dim, codebook_dim, bias=False)
         self.project_out = nn.Linear(codebook_dim, vq_embed_dim, bias=False)
         self.embedding = nn.Embedding(num_vq_embeddings, codebook_dim)
+        self._setup_codebook_init(codebook_init)
 
     def normalized_codes(self) -> torch.Tensor:
         return F.normalize(self.embedding.weight.float(), dim=1)
@@ -54,6 +60,11 @@ class VQGANFCVectorQuantizer(BaseVectorQuantizer):
 
     def _quantize_flat(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         z_proj = self._project(z)
+        if self._needs_data_init():
+            with torch.no_grad():
+                sample = sample_codes_from_latents(F.normalize(z_proj, dim=1), self.num_vq_embeddings)
+                self.embedding.weight.copy_(sample)
+            self._mark_codebook_initialized()
         codes = self.normalized_codes()
         # The search runs on the unnormalised projection, exactly as the baked stock quantizer will run it.
         indices, _ = nearest_codes(z_proj, codes, self.distance_block_elements)
@@ -76,4 +87,4 @@ class VQGANFCVectorQuantizer(BaseVectorQuantizer):
         return self.normalized_codes().detach(), self.project_in.weight.detach(), self.project_out.weight.detach()
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, codebook_dim={self.codebook_dim}"
+        return f"{super().extra_repr()}, codebook_dim={self.codebook_dim}, codebook_init={self.codebook_init!r}"
