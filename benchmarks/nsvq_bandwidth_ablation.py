@@ -46,7 +46,9 @@ def ablation_methods(rho_grid=RHO_GRID) -> list[Method]:
         Method("simvq", "simvq", quiet),
         Method("transvq", "transvq", {"width": 64, **quiet}),
         Method("nsvq authors", "nsvq", {**authors, "codebook_init": "uniform"}, steps_per_period_fraction=0.1),
-        Method("nsvq authors + data init", "nsvq", {**authors, "codebook_init": "data"}, steps_per_period_fraction=0.1),
+        Method(
+            "nsvq authors + data init", "nsvq", {**authors, "codebook_init": "data"}, steps_per_period_fraction=0.1
+        ),
     ]
     adaptive = {"bandwidth_schedule": "adaptive", **quiet}
     for rho in rho_grid:
@@ -86,7 +88,10 @@ def run_images(methods: list[Method], seeds: list[int], config: DemoConfig, max_
     for method in methods:
         members = [r for r in runs if r["method"] == method.label]
         summary[method.label] = {
-            name: {"mean": statistics.fmean(r[name] for r in members), "std": statistics.pstdev(r[name] for r in members)}
+            name: {
+                "mean": statistics.fmean(r[name] for r in members),
+                "std": statistics.pstdev(r[name] for r in members),
+            }
             for name in IMAGE_METRICS
         }
     return {
@@ -181,7 +186,9 @@ def main(argv=None) -> None:
         workers = args.workers or (1 if args.quick else default_workers())
         drift = run_drift_toy(drift_config, list(SCENARIOS), methods, drift_seeds, workers=workers)
         drift.pop("curves")  # the per-step curves are the drift toy benchmark's business; keep the summaries
-        print(f"\nDrift toy (alive fraction and relative error at the end; mean ± std over {len(drift_seeds)} seeds)\n")
+        print(
+            f"\nDrift toy (alive fraction and relative error at the end; mean ± std over {len(drift_seeds)} seeds)\n"
+        )
         print(drift_table(drift))
     if not args.skip_images:
         max_samples = (2048, 512) if args.quick else (None, None)

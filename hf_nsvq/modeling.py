@@ -95,7 +95,9 @@ class NSVQModel(VQModel):
             location = str(pretrained_model_name_or_path)
             if os.path.isdir(location):
                 raise
-            why = "the Hub is offline here (HF_HUB_OFFLINE is set)" if hub_offline() else "the Hub could not be reached"
+            why = (
+                "the Hub is offline here (HF_HUB_OFFLINE is set)" if hub_offline() else "the Hub could not be reached"
+            )
             raise OSError(
                 f"cannot load {location!r}: it is not a local folder and {why}; pass the path of a downloaded or "
                 f"saved model folder instead ({error})"
