@@ -14,9 +14,10 @@ Reading the table: "alive pre-drift" is measured at the start of the drift (the 
 there is collapse from the initialisation or the warm-up, not from the drift. Three mechanisms that are not the
 paper's drift argument show up as well and should be read as such: SimVQ's codebook `C0 W^T` has no bias and cannot
 translate as a whole; VQGAN-FC with a 2-D code space quantizes only the direction of `W_in z`, so a disc that moves
-away from the origin subtends a narrow angle and few codes can win; and NSVQ's bandwidth has decayed by the time
-the drift comes (tau = 1 halves every 10 % of the steps, so it is 1/4 when the drift starts and 1/32 at the jump),
-while the large early bandwidth pulls codes together before they spread. No setting is tuned per scenario.
+away from the origin subtends a narrow angle and few codes can win; and with the authors' setting (`nsvq-authors`)
+NSVQ's bandwidth has decayed by the time the drift comes (tau = 1 halves every 10 % of the steps, so it is 1/4 when
+the drift starts and 1/32 at the jump). The package's default NSVQ (`nsvq`: tau follows the quantization error)
+widens its kernel when the data moves away. No setting is tuned per scenario.
 """
 
 from __future__ import annotations

@@ -71,8 +71,21 @@ ROWS = [
     Row("ema", "ema", "train"),
     Row("vqgan_fc", "vqgan_fc", "train"),
     Row("simvq", "simvq", "train"),
-    Row("nsvq (active kernel)", "nsvq", "train", {"bandwidth_schedule": "constant", "bandwidth": 1.0}),
-    Row("nsvq (negligible kernel)", "nsvq", "train", {"bandwidth_schedule": "constant", "bandwidth": 1e-8}),
+    # The kernel's two extremes: every code equidistant (U(-1/K, 1/K) codes, tau = 1: every row active) and a decayed
+    # tau (every row provably negligible); then the default (data-drawn codes, adaptive tau) in between.
+    Row(
+        "nsvq (active kernel)",
+        "nsvq",
+        "train",
+        {"bandwidth_schedule": "constant", "bandwidth": 1.0, "codebook_init": "uniform"},
+    ),
+    Row(
+        "nsvq (negligible kernel)",
+        "nsvq",
+        "train",
+        {"bandwidth_schedule": "constant", "bandwidth": 1e-8, "codebook_init": "uniform"},
+    ),
+    Row("nsvq (default: adaptive)", "nsvq", "train"),
     Row("transvq (train)", "transvq", "train"),
     Row("diffusers (eval)", "diffusers", "eval"),
     Row("vanilla (eval)", "vanilla", "eval"),

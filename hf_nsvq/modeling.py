@@ -88,9 +88,14 @@ class NSVQModel(VQModel):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
-        """diffusers' `from_pretrained`, with a clear message when a Hub id cannot be fetched (offline, no network)."""
+        """diffusers' `from_pretrained`, with a clear message when a Hub id cannot be fetched (offline, no network).
+
+        A checkpoint saved before its quantizer had a `codebook_initialized` flag holds a codebook all the same: the
+        flag is set, so fine-tuning never replaces the loaded codes with a data-dependent initialisation.
+        """
+        wants_info = kwargs.pop("output_loading_info", False)
         try:
-            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+            model, info = super().from_pretrained(pretrained_model_name_or_path, output_loading_info=True, **kwargs)
         except OSError as error:
             location = str(pretrained_model_name_or_path)
             if os.path.isdir(location):
@@ -102,6 +107,9 @@ class NSVQModel(VQModel):
                 f"cannot load {location!r}: it is not a local folder and {why}; pass the path of a downloaded or "
                 f"saved model folder instead ({error})"
             ) from error
+        if "quantize.codebook_initialized" in info.get("missing_keys", []):
+            model.quantize.codebook_initialized.fill_(True)
+        return (model, info) if wants_info else model
 
     # ------------------------------------------------------------------------------------------------ tokens
     @torch.no_grad()

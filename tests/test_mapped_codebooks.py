@@ -1,5 +1,6 @@
 """TransVQ and SimVQ: codebooks as learned maps of a frozen basis, and the eval-mode cache."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -76,3 +77,16 @@ def test_simvq_starts_from_an_existing_codebook_exactly():
     old = torch.randn(16, 4)
     assert quantizer.init_from_codebook(old)
     torch.testing.assert_close(quantizer.codebook, old)
+
+
+def test_transvq_code_table_starts_at_the_scale_of_the_shared_path():
+    # P must not swamp C0 W_in (see code_embedding_std): both start with about the same per-feature std.
+    torch.manual_seed(0)
+    quantizer = build_quantizer("transvq", 1024, 16)
+    shared = quantizer.project_in(quantizer.frozen_codebook).detach()
+    ratio = float(quantizer.code_embedding.detach().std() / shared.std())
+    assert 0.8 < ratio < 1.25, ratio
+    authors = build_quantizer("transvq", 1024, 16, code_embedding_std=1.0)
+    assert float(authors.code_embedding.detach().std()) == pytest.approx(1.0, rel=0.02)
+    with pytest.raises(ValueError, match="code_embedding_std must be a finite number >= 0; got -1"):
+        build_quantizer("transvq", 8, 4, code_embedding_std=-1)

@@ -60,7 +60,8 @@ def add_bandwidth_schedule(
     """Express NSVQ's bandwidth schedule in optimizer steps (or epochs) for its per-forward step counter.
 
     The quantizer advances its counter once per training forward, i.e. `forwards_per_update` times per optimizer
-    step (gradient accumulation). The authors halve tau once per epoch: that is the default period here.
+    step (gradient accumulation). The authors halve tau once per epoch: that is the default period here (it also
+    paces the optional decay of the default `adaptive` schedule, which does not decay unless `bandwidth_decay` < 1).
     """
     if quantizer != "nsvq":
         if period_steps is not None or period_epochs is not None:
