@@ -4,7 +4,7 @@
     python benchmarks/nsvq_bandwidth_ablation.py            # 3 drift-toy seeds, 2 image seeds (~15 min, 2 cores)
     python benchmarks/nsvq_bandwidth_ablation.py --quick    # a smoke run of about a minute
 
-Same methods in both parts: vanilla, ema, simvq, transvq; NSVQ with the authors' setting (U(-1/K, 1/K) init,
+Same methods in both parts: vanilla, ema, simvq, transvq (also with the authors' N(0, 1) per-code table); NSVQ with the authors' setting (U(-1/K, 1/K) init,
 tau_0 = 1 halved every period) with and without the data-dependent init; NSVQ adaptive (tau = rho x the running
 quantization error per element, data init) over a grid of rho, and at the default rho from the uniform init.
 Drift toy: `hf_nsvq.drift_toy` (K = 64 in 2-D, 2000 steps); alive fraction and relative quantization error at the
@@ -45,6 +45,8 @@ def ablation_methods(rho_grid=RHO_GRID) -> list[Method]:
         Method("ema", "ema", quiet),
         Method("simvq", "simvq", quiet),
         Method("transvq", "transvq", {"width": 64, **quiet}),
+        # TransVQ with the authors' N(0, 1) per-code table (the default starts it at the shared path's scale)
+        Method("transvq, P ~ N(0, 1)", "transvq", {"width": 64, "code_embedding_std": 1.0, **quiet}),
         Method("nsvq authors", "nsvq", {**authors, "codebook_init": "uniform"}, steps_per_period_fraction=0.1),
         Method(
             "nsvq authors + data init", "nsvq", {**authors, "codebook_init": "data"}, steps_per_period_fraction=0.1
@@ -160,6 +162,7 @@ def plot(drift: dict | None, images: dict | None, path: Path) -> None:
         if key == "psnr":
             ax.set_xlim(min(means) - 1, max(means) + 0.5)
     fig.tight_layout()
+    fig.subplots_adjust(left=0.13)  # room for the longest method label
     fig.savefig(path, dpi=90)
     plt.close(fig)
 

@@ -58,7 +58,9 @@ def test_scale_free():
         torch.testing.assert_close(loss_large, scale**2 * loss_small, rtol=1e-5, atol=0)
         small.embedding.weight.grad = large.embedding.weight.grad = None
         loss_small.backward(), loss_large.backward()
-        torch.testing.assert_close(large.embedding.weight.grad, scale * small.embedding.weight.grad, rtol=1e-4, atol=1e-7)
+        torch.testing.assert_close(
+            large.embedding.weight.grad, scale * small.embedding.weight.grad, rtol=1e-4, atol=1e-7
+        )
         with torch.no_grad():  # the same SGD step in both units (the large gradient is already c times larger)
             small.embedding.weight -= 0.1 * small.embedding.weight.grad
             large.embedding.weight -= 0.1 * large.embedding.weight.grad
