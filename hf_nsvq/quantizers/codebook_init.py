@@ -70,8 +70,20 @@ class DataInitState:
         if codebook_init == "data":
             self.register_buffer("codebook_initialized", torch.zeros((), dtype=torch.bool))
 
+    def _set_initial_codebook(self, codes: torch.Tensor) -> None:
+        """Write a (K, d) codebook in the space the quantizer searches, with any statistics tied to it."""
+        raise NotImplementedError
+
     def _needs_data_init(self) -> bool:
         return self.training and self.codebook_init == "data" and not bool(self.codebook_initialized)
+
+    @torch.no_grad()
+    def _init_codebook_from_data(self, latents: torch.Tensor) -> None:
+        """Before the first training step with `codebook_init="data"`: the codes become K rows of `latents` (rows
+        in the space the codes live in); afterwards, and in eval mode, nothing."""
+        if self._needs_data_init():
+            self._set_initial_codebook(sample_codes_from_latents(latents, self.num_vq_embeddings))
+            self._mark_codebook_initialized()
 
     def _mark_codebook_initialized(self) -> None:
         if self.codebook_init == "data":

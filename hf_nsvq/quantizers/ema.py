@@ -14,7 +14,7 @@ from .base import (
     nearest_codes,
     straight_through,
 )
-from .codebook_init import DataInitState, sample_codes_from_latents
+from .codebook_init import DataInitState
 
 
 class EMAVectorQuantizer(DataInitState, BaseVectorQuantizer):
@@ -73,8 +73,7 @@ class EMAVectorQuantizer(DataInitState, BaseVectorQuantizer):
         return self.embed
 
     def _quantize_flat(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if self._needs_data_init():
-            self.init_from_codebook(sample_codes_from_latents(z, self.num_vq_embeddings))
+        self._init_codebook_from_data(z)
         indices, _ = nearest_codes(z, self.embed, self.distance_block_elements)
         q = F.embedding(indices, self.embed).float()
         loss = self.commitment_weight * mse(q.detach(), z)
@@ -112,11 +111,15 @@ class EMAVectorQuantizer(DataInitState, BaseVectorQuantizer):
     def init_from_codebook(self, codebook: torch.Tensor) -> bool:
         if tuple(codebook.shape) != tuple(self.embed.shape):
             return False
-        self.embed.copy_(codebook)
-        self.embed_sum.copy_(codebook)
-        self.cluster_size.fill_(1.0)
+        self._set_initial_codebook(codebook)
         self._mark_codebook_initialized()
         return True
+
+    def _set_initial_codebook(self, codes: torch.Tensor) -> None:
+        # Restart the averages at the new codes, as at construction: e = m / N~ is the codebook.
+        self.embed.copy_(codes)
+        self.embed_sum.copy_(codes)
+        self.cluster_size.fill_(1.0)
 
     def extra_repr(self) -> str:
         return (

@@ -195,7 +195,8 @@ class NSVQVectorQuantizer(VanillaVectorQuantizer):
           up, the error and tau shrink again and training ends as online k-means, as the authors' decay intends;
         * per element, not per row: tau is then a per-coordinate variance, the temperature of a soft assignment
           at the scale of the quantization noise (as in deterministic annealing), and one rho works across code
-          dimensions (in the ablation rho = 32 suits D = 2 and D = 16 alike, where a per-row error needed 16 vs 2).
+          dimensions (in the ablation rho = 32 suits D = 2 and D = 16 alike; exploratory runs with a per-row error,
+          not committed, needed about 16 on the 2-D toy and 2 on the 16-D images).
       tau at step t uses err up to step t - 1 (one step of lag, no extra pass over the distances). Too large a rho
       feeds back on itself (a wide kernel pulls codes together, which raises the error, which widens the kernel):
       benchmarks/nsvq_bandwidth_ablation.py shows where that starts.
@@ -268,9 +269,11 @@ class NSVQVectorQuantizer(VanillaVectorQuantizer):
                 raise ValueError(f"{name} must be > 0; got {value!r}")
         if min_bandwidth > bandwidth and bandwidth_schedule != "adaptive":
             raise ValueError(f"min_bandwidth must be <= bandwidth; got {min_bandwidth!r} > {bandwidth!r}")
-        if isinstance(error_momentum, bool) or not isinstance(error_momentum, int | float):
-            raise ValueError(f"error_momentum must be a number in [0, 1); got {error_momentum!r}")
-        if not 0 <= error_momentum < 1:
+        if (
+            isinstance(error_momentum, bool)
+            or not isinstance(error_momentum, int | float)
+            or not 0 <= error_momentum < 1
+        ):
             raise ValueError(f"error_momentum must be a number in [0, 1); got {error_momentum!r}")
         _check_positive_int("steps_per_period", steps_per_period)
         if bandwidth_decay is None:
@@ -313,13 +316,15 @@ class NSVQVectorQuantizer(VanillaVectorQuantizer):
         if self.adaptive:
             if isinstance(step, bool) or not isinstance(step, int) or step < 0:
                 raise ValueError(f"step must be an int >= 0; got {step!r}")
-            error = max(float(self.quantization_error), 0.0)
-            decay = self.bandwidth_decay ** (step // self.steps_per_period)
-            return max(self.relative_bandwidth * error * decay, self.min_bandwidth)
+            # The exponential staircase, started from rho * err instead of a fixed tau_0.
+            base = self.relative_bandwidth * max(float(self.quantization_error), 0.0)
+            schedule = "exponential"
+        else:
+            base, schedule = self.initial_bandwidth, self.bandwidth_schedule
         return bandwidth_at_step(
-            self.bandwidth_schedule,
+            schedule,
             step,
-            self.initial_bandwidth,
+            base,
             self.min_bandwidth,
             self.steps_per_period,
             self.bandwidth_decay,
@@ -343,15 +348,15 @@ class NSVQVectorQuantizer(VanillaVectorQuantizer):
         totals = torch.stack([winner_distance_sum.float(), torch.tensor(float(num_elements), device=self.step.device)])
         all_reduce_sum_(totals)
         mean_error = totals[0] / totals[1].clamp_min(1.0)
-        if float(self.quantization_error) < 0:
-            self.quantization_error.copy_(mean_error)
-        else:
-            self.quantization_error.mul_(self.error_momentum).add_(mean_error, alpha=1.0 - self.error_momentum)
+        running = self.quantization_error
+        # torch.where, not a Python branch on the buffer: no device-to-host sync in the training step
+        updated = running.mul(self.error_momentum).add(mean_error, alpha=1.0 - self.error_momentum)
+        running.copy_(torch.where(running < 0, mean_error, updated))
 
     def _quantize_flat(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if not self.training:
             return super()._quantize_flat(z)
-        self._init_codebook_from(z)
+        self._init_codebook_from_data(z)
         weight = self.embedding.weight
         if self.adaptive and float(self.quantization_error) < 0:
             # First training step: nothing to lag behind yet, so measure this batch's error before the kernel pass.

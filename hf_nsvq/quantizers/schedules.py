@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 
 # "adaptive" is NSVQ's error-relative schedule (see NSVQVectorQuantizer); the others are pure functions of the step.
-BANDWIDTH_SCHEDULES = ("constant", "exponential", "cosine", "linear", "adaptive")
 STEP_SCHEDULES = ("constant", "exponential", "cosine", "linear")
+BANDWIDTH_SCHEDULES = (*STEP_SCHEDULES, "adaptive")
 
 
 def bandwidth_at_step(

@@ -77,8 +77,8 @@ class TransVQVectorQuantizer(MappedCodebookVectorQuantizer):
             per-feature std of `C0 W_in` at PyTorch's default `W_in` init, so P and the shared path start at one
             scale. The authors' N(0, 1) (pass 1.0) is 7x (D = 16) to 14x (D = 64) larger: each code's input is then
             essentially its own random row of P, which moves only when that code wins, and the shared weights that
-            are meant to move every code barely tell codes apart (on the demo: 14 % of codes used with 1.0, 99 % with
-            0.1; benchmarks/nsvq_bandwidth_ablation.py).
+            are meant to move every code barely tell codes apart (on the demo's images: 14 % of codes used with 1.0,
+            99.6 % with the default; benchmarks/nsvq_bandwidth_ablation.py).
         commitment_weight (`float`, *optional*, defaults to 0.25): Weight of `mse(z, sg(q))`.
         codebook_weight (`float`, *optional*, defaults to 1.0): Weight of `mse(q, sg(z))`.
         **kwargs: `distance_block_elements`, `check_finite`.

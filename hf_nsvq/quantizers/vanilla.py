@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import BaseVectorQuantizer, mse, nearest_codes, straight_through
-from .codebook_init import DataInitState, sample_codes_from_latents
+from .codebook_init import DataInitState
 
 
 class VanillaVectorQuantizer(DataInitState, BaseVectorQuantizer):
@@ -54,15 +54,11 @@ class VanillaVectorQuantizer(DataInitState, BaseVectorQuantizer):
             return self.codebook_weight * commitment + self.commitment_weight * codebook
         return self.commitment_weight * commitment + self.codebook_weight * codebook
 
-    @torch.no_grad()
-    def _init_codebook_from(self, z: torch.Tensor) -> None:
-        """Before the first training step with `codebook_init="data"`: codes = K latents of this batch."""
-        if self._needs_data_init():
-            self.embedding.weight.copy_(sample_codes_from_latents(z, self.num_vq_embeddings))
-            self._mark_codebook_initialized()
+    def _set_initial_codebook(self, codes: torch.Tensor) -> None:
+        self.embedding.weight.copy_(codes)
 
     def _quantize_flat(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        self._init_codebook_from(z)
+        self._init_codebook_from_data(z)
         indices, _ = nearest_codes(z, self.embedding.weight, self.distance_block_elements)
         q = F.embedding(indices, self.embedding.weight).float()
         loss = self._combine_losses(mse(q.detach(), z), mse(q, z.detach()))
@@ -72,7 +68,7 @@ class VanillaVectorQuantizer(DataInitState, BaseVectorQuantizer):
     def init_from_codebook(self, codebook: torch.Tensor) -> bool:
         if tuple(codebook.shape) != tuple(self.embedding.weight.shape):
             return False
-        self.embedding.weight.copy_(codebook)
+        self._set_initial_codebook(codebook)
         self._mark_codebook_initialized()
         return True
 

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import BaseVectorQuantizer, _check_positive_int, mse, nearest_codes, straight_through
-from .codebook_init import DataInitState, sample_codes_from_latents
+from .codebook_init import DataInitState
 
 
 class VQGANFCVectorQuantizer(DataInitState, BaseVectorQuantizer):
@@ -48,6 +48,9 @@ class VQGANFCVectorQuantizer(DataInitState, BaseVectorQuantizer):
         self.embedding = nn.Embedding(num_vq_embeddings, codebook_dim)
         self._setup_codebook_init(codebook_init)
 
+    def _set_initial_codebook(self, codes: torch.Tensor) -> None:
+        self.embedding.weight.copy_(codes)
+
     def normalized_codes(self) -> torch.Tensor:
         return F.normalize(self.embedding.weight.float(), dim=1)
 
@@ -60,15 +63,11 @@ class VQGANFCVectorQuantizer(DataInitState, BaseVectorQuantizer):
 
     def _quantize_flat(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         z_proj = self._project(z)
-        if self._needs_data_init():
-            with torch.no_grad():
-                sample = sample_codes_from_latents(F.normalize(z_proj, dim=1), self.num_vq_embeddings)
-                self.embedding.weight.copy_(sample)
-            self._mark_codebook_initialized()
+        z_low = F.normalize(z_proj, dim=1)
+        self._init_codebook_from_data(z_low)  # the codes live on the unit sphere of the projected space
         codes = self.normalized_codes()
         # The search runs on the unnormalised projection, exactly as the baked stock quantizer will run it.
         indices, _ = nearest_codes(z_proj, codes, self.distance_block_elements)
-        z_low = F.normalize(z_proj, dim=1)
         q_low = F.embedding(indices, codes)
         loss = self.commitment_weight * mse(q_low.detach(), z_low) + self.codebook_weight * mse(q_low, z_low.detach())
         out = F.linear(straight_through(z_low, q_low), self.project_out.weight.float())
