@@ -26,7 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from hf_nsvq.demo import DemoConfig
-from hf_nsvq.demo.data import load_split_tensor, to_model_range
+from hf_nsvq.demo.data import load_split_tensor, model_range_batches
 from hf_nsvq.demo.train import train_and_evaluate
 from hf_nsvq.drift_toy import SCENARIOS, DriftConfig, Method, default_workers, run_drift_toy
 
@@ -77,10 +77,9 @@ def image_kwargs(method: Method) -> dict:
 def run_images(methods: list[Method], seeds: list[int], config: DemoConfig, max_train, max_eval) -> dict:
     train_images = load_split_tensor("train", config.resolution, max_train)
     eval_images = load_split_tensor("validation", config.resolution, max_eval)
-    eval_batches = [{"pixel_values": to_model_range(eval_images[i : i + 64])} for i in range(0, len(eval_images), 64)]
+    eval_batches = model_range_batches(eval_images)
     runs = []
-    for method in tqdm([(m, s) for m in methods for s in seeds], desc="image runs"):
-        method, seed = method
+    for method, seed in tqdm([(m, s) for m in methods for s in seeds], desc="image runs"):
         record, metrics = train_and_evaluate(
             method.quantizer, config, train_images, eval_batches, seed=seed, quantizer_kwargs=image_kwargs(method)
         )

@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from hf_nsvq.demo import DemoConfig
-from hf_nsvq.demo.data import load_split_tensor, to_model_range
+from hf_nsvq.demo.data import load_split_tensor, model_range_batches
 from hf_nsvq.demo.train import train_and_evaluate
 from hf_nsvq.quantizers import list_quantizers
 
@@ -45,7 +45,7 @@ def main(args: argparse.Namespace) -> None:
     config = DemoConfig(steps=args.steps, batch_size=args.batch_size)
     train_images = load_split_tensor("train", config.resolution, args.max_train_samples)
     eval_images = load_split_tensor("validation", config.resolution, args.max_eval_samples)
-    eval_batches = [{"pixel_values": to_model_range(eval_images[i : i + 64])} for i in range(0, len(eval_images), 64)]
+    eval_batches = model_range_batches(eval_images)
     runs = []
     grid = [(k, q, s) for k in args.codebook_sizes for q in args.quantizers for s in args.seeds]
     for codebook_size, quantizer, seed in tqdm(grid, desc="runs"):

@@ -24,3 +24,8 @@ def load_split_tensor(split: str, resolution: int, max_samples: int | None = Non
 def to_model_range(images: torch.Tensor) -> torch.Tensor:
     """uint8 -> float in [-1, 1]."""
     return images.float().div(127.5).sub(1.0)
+
+
+def model_range_batches(images: torch.Tensor, batch_size: int = 64) -> list[dict]:
+    """uint8 crops as the `{"pixel_values": ...}` batches in [-1, 1] that `evaluate_model` takes."""
+    return [{"pixel_values": to_model_range(images[i : i + batch_size])} for i in range(0, len(images), batch_size)]

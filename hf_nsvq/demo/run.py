@@ -12,12 +12,12 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..evaluation import code_histogram, evaluate_model
+from ..evaluation import code_histogram
 from ..modeling import NSVQModel
 from ..quantizers import list_quantizers
-from .data import load_split_tensor, to_model_range
+from .data import load_split_tensor, model_range_batches, to_model_range
 from .plots import plot_usage_histograms, plot_utilisation, save_reconstruction_grid
-from .train import train_vqvae
+from .train import train_and_evaluate
 
 TABLE_COLUMNS = ("utilisation", "perplexity", "psnr", "ssim", "mse", "train_seconds")
 
@@ -69,27 +69,12 @@ def run_demo(
     output.mkdir(parents=True, exist_ok=True)
     train_images = load_split_tensor("train", config.resolution, config.max_train_samples)
     eval_images = load_split_tensor("validation", config.resolution, config.max_eval_samples)
-    eval_batches = [{"pixel_values": to_model_range(eval_images[i : i + 64])} for i in range(0, len(eval_images), 64)]
+    eval_batches = model_range_batches(eval_images)
     rows, curves, histograms, reconstructions, models = [], {}, {}, {}, {}
     grid_images = to_model_range(eval_images[torch.linspace(0, len(eval_images) - 1, 8).long()])
     for name in tqdm(config.quantizers, desc="quantizers"):
-        record = train_vqvae(
-            name,
-            train_images,
-            config.steps,
-            config.batch_size,
-            config.learning_rate,
-            config.codebook_size,
-            config.latent_channels,
-            config.base_channels,
-            config.downsample_factor,
-            config.seed,
-            config.log_every,
-            config.window,
-            position=1,
-        )
-        metrics = evaluate_model(
-            record.model, eval_batches, provenance={"dataset_name": "embedded", "split": "validation"}
+        record, metrics = train_and_evaluate(
+            name, config, train_images, eval_batches, provenance={"dataset_name": "embedded", "split": "validation"}
         )
         with torch.no_grad():
             indices = torch.cat([record.model.encode_to_indices(b["pixel_values"]).flatten() for b in eval_batches])

@@ -104,10 +104,12 @@ def train_and_evaluate(
     codebook_size: int | None = None,
     quantizer_kwargs: dict | None = None,
     position: int = 1,
+    provenance: dict | None = None,
 ) -> tuple[TrainingRecord, dict]:
     """Train with a `DemoConfig`'s budget and model, then evaluate on `eval_batches`: `(record, metrics)`.
 
-    `seed` and `codebook_size` override the config's (the benchmarks sweep them).
+    `seed` and `codebook_size` override the config's (the benchmarks sweep them); `provenance` goes to
+    `evaluate_model`.
     """
     from ..evaluation import evaluate_model  # the evaluation stack is only needed here
 
@@ -127,4 +129,4 @@ def train_and_evaluate(
         quantizer_kwargs=quantizer_kwargs,
         position=position,
     )
-    return record, evaluate_model(record.model, eval_batches)
+    return record, evaluate_model(record.model, eval_batches, provenance=provenance)
