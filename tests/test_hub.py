@@ -353,6 +353,7 @@ def test_cli_push_passes_its_options(folder, monkeypatch, capsys):
 
     # online, with the default client replaced by the recording fake
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # push checks hf_nsvq.offline.hub_offline, which reads both
     monkeypatch.setattr(hf_nsvq.hub.push, "HfApi", RecordingHfApi)
     main(["push", str(folder), "--hub_model_id", REPO_ID, "--private", "--token", "t", "--commit_message", "m"])
     (api,) = created

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from huggingface_hub import HfApi, constants
+from huggingface_hub import HfApi
 from huggingface_hub.utils import OfflineModeIsEnabled
 
+from ..offline import hub_offline
 from .card import DEFAULT_LICENSE, write_model_card
 
 # Resumable training state, logs and partial writes are not part of the published model.
@@ -46,19 +47,42 @@ def push_to_hub(
     """
     # Validate and render before any network call, so a bad folder fails the same way online and offline.
     card_path = write_model_card(folder, repo_id, license=license)
-    if api is None:
-        api = HfApi()
-    if isinstance(api, HfApi) and constants.HF_HUB_OFFLINE:
-        raise OfflineModeIsEnabled(
-            f"cannot push {str(folder)!r} to {repo_id!r}: HF_HUB_OFFLINE is set; unset it to upload (the model card "
-            f"was written to {card_path})"
-        )
+    return upload_folder_to_hub(
+        folder,
+        repo_id,
+        token,
+        private,
+        commit_message,
+        api,
+        IGNORE_PATTERNS,
+        offline_hint=f"; unset it to upload (the model card was written to {card_path})",
+    )
+
+
+def upload_folder_to_hub(
+    folder: str | Path,
+    repo_id: str,
+    token: str | None,
+    private: bool,
+    commit_message: str,
+    api: HfApi | None,
+    ignore_patterns: list[str],
+    offline_hint: str = "",
+) -> str:
+    """Create the model repository if needed and upload `folder`; returns the commit URL.
+
+    Fails fast with `OfflineModeIsEnabled` (before any network call) when the Hub is offline and `api` is a real
+    `HfApi`; `api=None` means `HfApi()`. Shared by the tokenizer push and the pipeline push.
+    """
+    api = HfApi() if api is None else api
+    if isinstance(api, HfApi) and hub_offline():
+        raise OfflineModeIsEnabled(f"cannot push {str(folder)!r} to {repo_id!r}: HF_HUB_OFFLINE is set{offline_hint}")
     api.create_repo(repo_id, exist_ok=True, private=private, repo_type="model", token=token)
     commit = api.upload_folder(
         folder_path=str(folder),
         repo_id=repo_id,
         commit_message=commit_message,
-        ignore_patterns=IGNORE_PATTERNS,
+        ignore_patterns=ignore_patterns,
         token=token,
     )
     return commit.commit_url

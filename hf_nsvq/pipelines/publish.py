@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from huggingface_hub import HfApi, ModelCard, ModelCardData
-from huggingface_hub.utils import OfflineModeIsEnabled
 
 from ..hub.push import IGNORE_PATTERNS as TOKENIZER_IGNORE_PATTERNS
-from ..offline import hub_offline
+from ..hub.push import upload_folder_to_hub
 
 # Resumable state, logs and the token cache are not part of a published pipeline.
 IGNORE_PATTERNS = [*TOKENIZER_IGNORE_PATTERNS, "token_cache/*"]
@@ -84,15 +83,4 @@ def push_pipeline_folder(
         raise FileNotFoundError(
             f"{str(folder)!r} has no model_index.json; expected a pipeline saved by save_pretrained"
         )
-    api = HfApi() if api is None else api
-    if isinstance(api, HfApi) and hub_offline():
-        raise OfflineModeIsEnabled(f"cannot push {str(folder)!r} to {repo_id!r}: HF_HUB_OFFLINE is set")
-    api.create_repo(repo_id, exist_ok=True, private=private, repo_type="model", token=token)
-    commit = api.upload_folder(
-        folder_path=str(folder),
-        repo_id=repo_id,
-        commit_message=commit_message,
-        ignore_patterns=IGNORE_PATTERNS,
-        token=token,
-    )
-    return commit.commit_url
+    return upload_folder_to_hub(folder, repo_id, token, private, commit_message, api, IGNORE_PATTERNS)
