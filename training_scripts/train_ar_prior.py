@@ -60,6 +60,7 @@ from hf_nsvq.pipelines.prior import build_prior, evaluate_prior, prior_nll
 from hf_nsvq.pipelines.publish import push_pipeline_folder, write_pipeline_card
 from hf_nsvq.pipelines.token_cache import cached_tokens, tokenizer_fingerprint
 from hf_nsvq.training.checkpoints import checkpoint_step, resolve_resume_path, save_checkpoint
+from hf_nsvq.training.data_plan import dataset_kwargs, plan_epochs
 
 logger = get_logger(__name__)
 
@@ -166,15 +167,7 @@ def main(args: argparse.Namespace) -> None:
     logger.info("tokenizer: %s", first_stage.source)
     check_resolution(args.resolution, downsample_factor(first_stage.vqvae))
     num_codes = first_stage.tokenizer.config.num_vq_embeddings
-    load = dict(
-        dataset_name=args.dataset_name,
-        train_data_dir=args.train_data_dir,
-        revision=args.dataset_revision,
-        image_column=args.image_column,
-        cache_dir=args.cache_dir,
-        resolution=args.resolution,
-        on_bad_image=args.on_bad_image,
-    )
+    load = dataset_kwargs(args)
     train_data = load_image_dataset(split=args.dataset_split, max_samples=args.max_train_samples, **load)
     validation_data = load_image_dataset(split=args.validation_split, **load) if args.validation_split else None
 
@@ -209,19 +202,15 @@ def main(args: argparse.Namespace) -> None:
     train_dataloader = torch.utils.data.DataLoader(
         torch.utils.data.TensorDataset(train_rows), batch_size=args.train_batch_size, shuffle=True, drop_last=True
     )
-    # accelerate deals the batches out to the processes in turns and, with drop_last, drops an incomplete last turn:
-    # each process gets len // num_processes batches an epoch
-    batches_per_process = len(train_dataloader) // accelerator.num_processes
-    if batches_per_process == 0:
-        raise ValueError(
-            f"{len(train_rows)} training images are fewer than one batch of --train_batch_size "
-            f"{args.train_batch_size} per process ({accelerator.num_processes} processes); lower the batch size or "
-            "add images"
-        )
-    updates_per_epoch = math.ceil(batches_per_process / args.gradient_accumulation_steps)
-    if args.max_train_steps is None:
-        args.max_train_steps = args.num_train_epochs * updates_per_epoch
-    num_epochs = math.ceil(args.max_train_steps / updates_per_epoch)
+    updates_per_epoch, args.max_train_steps, num_epochs = plan_epochs(
+        len(train_dataloader),
+        len(train_rows),
+        accelerator.num_processes,
+        args.train_batch_size,
+        args.gradient_accumulation_steps,
+        args.max_train_steps,
+        args.num_train_epochs,
+    )
     set_seed(args.seed)  # initial weights independent of what ran before (a cache hit draws nothing, a miss does)
     model = build_prior(num_codes, height * width, args.n_layer, args.n_head, args.n_embd, args.dropout)
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import shlex
 import sys
@@ -57,6 +56,7 @@ from hf_nsvq.pipelines.grids import save_sample_grid
 from hf_nsvq.pipelines.latents import estimate_scaling_factor, scaling_factor_indices
 from hf_nsvq.pipelines.publish import push_pipeline_folder, write_pipeline_card
 from hf_nsvq.training.checkpoints import checkpoint_step, resolve_resume_path, save_checkpoint
+from hf_nsvq.training.data_plan import dataset_kwargs, plan_epochs
 
 logger = get_logger(__name__)
 
@@ -175,15 +175,7 @@ def main(args: argparse.Namespace) -> None:
     factor = downsample_factor(vqvae)
     check_resolution(args.resolution, factor)
     train_data = load_image_dataset(
-        dataset_name=args.dataset_name,
-        train_data_dir=args.train_data_dir,
-        split=args.dataset_split,
-        revision=args.dataset_revision,
-        image_column=args.image_column,
-        max_samples=args.max_train_samples,
-        cache_dir=args.cache_dir,
-        resolution=args.resolution,
-        on_bad_image=args.on_bad_image,
+        split=args.dataset_split, max_samples=args.max_train_samples, **dataset_kwargs(args)
     )
     transform = ImageTransform(args.resolution, center_crop=args.center_crop, random_flip=args.random_flip)
     train_dataset = train_data.to_torch(transform, seed=args.seed)
@@ -194,19 +186,15 @@ def main(args: argparse.Namespace) -> None:
         drop_last=True,
         num_workers=args.dataloader_num_workers,
     )
-    # accelerate deals the batches out to the processes in turns and, with drop_last, drops an incomplete last turn:
-    # each process gets len // num_processes batches an epoch
-    batches_per_process = len(train_dataloader) // accelerator.num_processes
-    if batches_per_process == 0:
-        raise ValueError(
-            f"{len(train_dataset)} training images are fewer than one batch of --train_batch_size "
-            f"{args.train_batch_size} per process ({accelerator.num_processes} processes); lower the batch size or "
-            "add images"
-        )
-    updates_per_epoch = math.ceil(batches_per_process / args.gradient_accumulation_steps)
-    if args.max_train_steps is None:
-        args.max_train_steps = args.num_train_epochs * updates_per_epoch
-    num_epochs = math.ceil(args.max_train_steps / updates_per_epoch)
+    updates_per_epoch, args.max_train_steps, num_epochs = plan_epochs(
+        len(train_dataloader),
+        len(train_dataset),
+        accelerator.num_processes,
+        args.train_batch_size,
+        args.gradient_accumulation_steps,
+        args.max_train_steps,
+        args.num_train_epochs,
+    )
     latent_channels = vqvae.config.vq_embed_dim or vqvae.config.latent_channels
     set_seed(args.seed)  # initial weights independent of what ran before (loading, validating the data)
     unet = UNet2DModel(**_unet_config(args, args.resolution // factor, latent_channels))

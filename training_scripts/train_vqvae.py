@@ -47,6 +47,7 @@ from hf_nsvq.evaluation import WindowedCodebookUsage
 from hf_nsvq.offline import hub_offline
 from hf_nsvq.quantizers import list_quantizers
 from hf_nsvq.training.checkpoints import checkpoint_step, resolve_resume_path, save_checkpoint
+from hf_nsvq.training.data_plan import dataset_kwargs, plan_epochs
 from hf_nsvq.training.images import figure_to_image, reconstruction_grid, usage_histogram
 from hf_nsvq.training.losses import (
     PatchGANDiscriminator,
@@ -186,29 +187,9 @@ def main(args: argparse.Namespace) -> None:
         if resume_path is None:
             logger.info("no complete checkpoint in %s yet: starting a new run", output_dir)
     quantizer_kwargs = parse_quantizer_kwargs(args.quantizer_kwargs, args.quantizer)
-    train_data = load_image_dataset(
-        dataset_name=args.dataset_name,
-        train_data_dir=args.train_data_dir,
-        split=args.dataset_split,
-        revision=args.dataset_revision,
-        image_column=args.image_column,
-        max_samples=args.max_train_samples,
-        cache_dir=args.cache_dir,
-        resolution=args.resolution,
-        on_bad_image=args.on_bad_image,
-    )
-    validation_data = None
-    if args.validation_split:
-        validation_data = load_image_dataset(
-            dataset_name=args.dataset_name,
-            train_data_dir=args.train_data_dir,
-            split=args.validation_split,
-            revision=args.dataset_revision,
-            image_column=args.image_column,
-            cache_dir=args.cache_dir,
-            resolution=args.resolution,
-            on_bad_image=args.on_bad_image,
-        )
+    load = dataset_kwargs(args)
+    train_data = load_image_dataset(split=args.dataset_split, max_samples=args.max_train_samples, **load)
+    validation_data = load_image_dataset(split=args.validation_split, **load) if args.validation_split else None
     transform = ImageTransform(args.resolution, center_crop=args.center_crop, random_flip=args.random_flip)
     train_dataset = train_data.to_torch(transform, seed=args.seed)
     train_dataloader = torch.utils.data.DataLoader(
@@ -218,20 +199,15 @@ def main(args: argparse.Namespace) -> None:
         drop_last=True,
         num_workers=args.dataloader_num_workers,
     )
-    # accelerate deals the batches out to the processes in turns and, with drop_last, drops an incomplete last turn:
-    # each process gets len // num_processes batches an epoch. (Rounding up counted steps that never come, so a
-    # multi-process run stopped short of --max_train_steps and resumed at the wrong batch.)
-    batches_per_process = len(train_dataloader) // accelerator.num_processes
-    if batches_per_process == 0:
-        raise ValueError(
-            f"{len(train_dataset)} training images are fewer than one batch of --train_batch_size "
-            f"{args.train_batch_size} per process ({accelerator.num_processes} processes); lower the batch size or "
-            "add images"
-        )
-    updates_per_epoch = math.ceil(batches_per_process / args.gradient_accumulation_steps)
-    if args.max_train_steps is None:
-        args.max_train_steps = args.num_train_epochs * updates_per_epoch
-    num_epochs = math.ceil(args.max_train_steps / updates_per_epoch)
+    updates_per_epoch, args.max_train_steps, num_epochs = plan_epochs(
+        len(train_dataloader),
+        len(train_dataset),
+        accelerator.num_processes,
+        args.train_batch_size,
+        args.gradient_accumulation_steps,
+        args.max_train_steps,
+        args.num_train_epochs,
+    )
     quantizer_kwargs = add_bandwidth_schedule(
         args.quantizer,
         quantizer_kwargs,
