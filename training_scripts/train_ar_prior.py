@@ -203,13 +203,7 @@ def main(args: argparse.Namespace) -> None:
         torch.utils.data.TensorDataset(train_rows), batch_size=args.train_batch_size, shuffle=True, drop_last=True
     )
     updates_per_epoch, args.max_train_steps, num_epochs = plan_epochs(
-        len(train_dataloader),
-        len(train_rows),
-        accelerator.num_processes,
-        args.train_batch_size,
-        args.gradient_accumulation_steps,
-        args.max_train_steps,
-        args.num_train_epochs,
+        len(train_dataloader), len(train_rows), accelerator.num_processes, args
     )
     set_seed(args.seed)  # initial weights independent of what ran before (a cache hit draws nothing, a miss does)
     model = build_prior(num_codes, height * width, args.n_layer, args.n_head, args.n_embd, args.dropout)

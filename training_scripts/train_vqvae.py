@@ -200,13 +200,7 @@ def main(args: argparse.Namespace) -> None:
         num_workers=args.dataloader_num_workers,
     )
     updates_per_epoch, args.max_train_steps, num_epochs = plan_epochs(
-        len(train_dataloader),
-        len(train_dataset),
-        accelerator.num_processes,
-        args.train_batch_size,
-        args.gradient_accumulation_steps,
-        args.max_train_steps,
-        args.num_train_epochs,
+        len(train_dataloader), len(train_dataset), accelerator.num_processes, args
     )
     quantizer_kwargs = add_bandwidth_schedule(
         args.quantizer,

@@ -21,15 +21,10 @@ def dataset_kwargs(args: argparse.Namespace) -> dict:
 
 
 def plan_epochs(
-    num_batches: int,
-    num_examples: int,
-    num_processes: int,
-    batch_size: int,
-    gradient_accumulation_steps: int,
-    max_train_steps: int | None,
-    num_train_epochs: int,
+    num_batches: int, num_examples: int, num_processes: int, args: argparse.Namespace
 ) -> tuple[int, int, int]:
-    """`(updates_per_epoch, max_train_steps, num_epochs)` for a `drop_last` dataloader of `num_batches` batches.
+    """`(updates_per_epoch, max_train_steps, num_epochs)` for a `drop_last` dataloader of `num_batches` batches, from
+    the flags `--train_batch_size`, `--gradient_accumulation_steps`, `--max_train_steps` and `--num_train_epochs`.
 
     accelerate deals the batches out to the processes in turns and, with drop_last, drops an incomplete last turn:
     each process gets `num_batches // num_processes` batches an epoch. (Rounding up counted steps that never come,
@@ -39,10 +34,11 @@ def plan_epochs(
     batches_per_process = num_batches // num_processes
     if batches_per_process == 0:
         raise ValueError(
-            f"{num_examples} training images are fewer than one batch of --train_batch_size {batch_size} per process "
-            f"({num_processes} processes); lower the batch size or add images"
+            f"{num_examples} training images are fewer than one batch of --train_batch_size {args.train_batch_size} "
+            f"per process ({num_processes} processes); lower the batch size or add images"
         )
-    updates_per_epoch = math.ceil(batches_per_process / gradient_accumulation_steps)
+    updates_per_epoch = math.ceil(batches_per_process / args.gradient_accumulation_steps)
+    max_train_steps = args.max_train_steps
     if max_train_steps is None:
-        max_train_steps = num_train_epochs * updates_per_epoch
+        max_train_steps = args.num_train_epochs * updates_per_epoch
     return updates_per_epoch, max_train_steps, math.ceil(max_train_steps / updates_per_epoch)
