@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import shlex
 import sys
@@ -42,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.logging import get_logger
-from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from accelerate.utils import set_seed
 from diffusers import DDIMScheduler, DDPMScheduler, LDMPipeline, UNet2DModel
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
@@ -55,8 +54,9 @@ from hf_nsvq.pipelines.first_stage import downsample_factor, load_first_stage
 from hf_nsvq.pipelines.grids import save_sample_grid
 from hf_nsvq.pipelines.latents import estimate_scaling_factor, scaling_factor_indices
 from hf_nsvq.pipelines.publish import push_pipeline_folder, write_pipeline_card
-from hf_nsvq.training.checkpoints import checkpoint_step, resolve_resume_path, save_checkpoint
+from hf_nsvq.training.checkpoints import checkpoint_step, save_checkpoint
 from hf_nsvq.training.data_plan import dataset_kwargs, plan_epochs
+from hf_nsvq.training.run_setup import start_run
 
 logger = get_logger(__name__)
 
@@ -152,23 +152,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(args: argparse.Namespace) -> None:
     output_dir = Path(args.output_dir)
-    accelerator = Accelerator(
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-        mixed_precision=args.mixed_precision,
-        log_with=None if args.report_to == "none" else args.report_to,
-        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
-        # a seeded sampler reshuffles per epoch from (seed, epoch), so a resumed run sees the same order
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
-    )
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    set_seed(args.seed)
+    accelerator, resume_path = start_run(args, output_dir)
 
     # ---- everything that can be wrong is checked before the first step ------------------------------------------
-    resume_path = None
-    if args.resume_from_checkpoint:
-        resume_path = resolve_resume_path(output_dir, args.resume_from_checkpoint)
-        if resume_path is None:
-            logger.info("no complete checkpoint in %s yet: starting a new run", output_dir)
     first_stage = load_first_stage(args.vqvae)
     vqvae = first_stage.vqvae.to(accelerator.device)
     logger.info("first stage: %s", first_stage.source)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import math
 import os
 import shlex
@@ -35,7 +34,6 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from accelerate.logging import get_logger
-from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
 from diffusers.optimization import get_scheduler
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
@@ -46,7 +44,7 @@ from hf_nsvq.data import DEFAULT_DATASET, ImageTransform, check_resolution, load
 from hf_nsvq.evaluation import WindowedCodebookUsage
 from hf_nsvq.offline import hub_offline
 from hf_nsvq.quantizers import list_quantizers
-from hf_nsvq.training.checkpoints import checkpoint_step, resolve_resume_path, save_checkpoint
+from hf_nsvq.training.checkpoints import checkpoint_step, save_checkpoint
 from hf_nsvq.training.data_plan import dataset_kwargs, plan_epochs
 from hf_nsvq.training.images import figure_to_image, reconstruction_grid, usage_histogram
 from hf_nsvq.training.losses import (
@@ -62,6 +60,7 @@ from hf_nsvq.training.model_factory import (
     downsample_factor_of,
     parse_quantizer_kwargs,
 )
+from hf_nsvq.training.run_setup import start_run
 from hf_nsvq.training.wrapper import VQTrainingModule
 
 logger = get_logger(__name__)
@@ -169,23 +168,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(args: argparse.Namespace) -> None:
     output_dir = Path(args.output_dir)
-    accelerator = Accelerator(
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-        mixed_precision=args.mixed_precision,
-        log_with=None if args.report_to == "none" else args.report_to,
-        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
-        # a seeded sampler reshuffles per epoch from (seed, epoch), so a resumed run sees the same order
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
-    )
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    set_seed(args.seed)
+    accelerator, resume_path = start_run(args, output_dir)
 
     # ---- everything that can be wrong is checked before the first step ------------------------------------------
-    resume_path = None
-    if args.resume_from_checkpoint:
-        resume_path = resolve_resume_path(output_dir, args.resume_from_checkpoint)
-        if resume_path is None:
-            logger.info("no complete checkpoint in %s yet: starting a new run", output_dir)
     quantizer_kwargs = parse_quantizer_kwargs(args.quantizer_kwargs, args.quantizer)
     load = dataset_kwargs(args)
     train_data = load_image_dataset(split=args.dataset_split, max_samples=args.max_train_samples, **load)
