@@ -51,13 +51,18 @@ from transformers import GPT2LMHeadModel
 
 import hf_nsvq
 from hf_nsvq.data import DEFAULT_DATASET, ImageTransform, check_resolution, load_image_dataset, sample_seed
-from hf_nsvq.offline import hub_offline
 from hf_nsvq.pipelines import VQTokenARPipeline
 from hf_nsvq.pipelines.first_stage import downsample_factor, load_first_stage
 from hf_nsvq.pipelines.grids import save_sample_grid
 from hf_nsvq.pipelines.prior import build_prior, evaluate_prior, prior_nll
 from hf_nsvq.pipelines.publish import push_pipeline_folder, write_pipeline_card
 from hf_nsvq.pipelines.token_cache import cached_tokens, tokenizer_fingerprint
+from hf_nsvq.training.args import (
+    add_logging_and_hub_arguments,
+    add_optimisation_arguments,
+    add_run_arguments,
+    check_shared_args,
+)
 from hf_nsvq.training.checkpoints import checkpoint_step, save_checkpoint
 from hf_nsvq.training.data_plan import dataset_kwargs, plan_epochs
 from hf_nsvq.training.run_setup import start_run
@@ -98,43 +103,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     data.add_argument("--on_bad_image", choices=["skip", "fail"], default="skip")
     data.add_argument("--dataloader_num_workers", type=int, default=0, help="workers while tokenizing")
 
-    optim = parser.add_argument_group("optimisation")
-    optim.add_argument("--train_batch_size", type=int, default=32, help="per process")
-    optim.add_argument("--gradient_accumulation_steps", type=int, default=1)
-    optim.add_argument("--learning_rate", type=float, default=3e-4)
-    optim.add_argument("--adam_beta1", type=float, default=0.9)
-    optim.add_argument("--adam_beta2", type=float, default=0.95)
-    optim.add_argument("--adam_weight_decay", type=float, default=0.01)
-    optim.add_argument("--lr_scheduler", default="cosine")
-    optim.add_argument("--lr_warmup_steps", type=int, default=100)
-    optim.add_argument("--max_train_steps", type=int, default=None)
-    optim.add_argument("--num_train_epochs", type=int, default=10)
-    optim.add_argument("--max_grad_norm", type=float, default=1.0)
-    optim.add_argument("--seed", type=int, default=0)
-    optim.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default=None)
+    add_optimisation_arguments(parser, 32, 3e-4, (0.9, 0.95), 0.01, "cosine", 100, 10)
 
-    run = parser.add_argument_group("run")
-    run.add_argument("--output_dir", required=True)
-    run.add_argument("--checkpointing_steps", type=int, default=500)
-    run.add_argument("--checkpoints_total_limit", type=int, default=None)
-    run.add_argument("--resume_from_checkpoint", default=None, help="'latest' or a checkpoint-<step> folder")
+    run = add_run_arguments(parser)
     run.add_argument("--validation_steps", type=int, default=500, help="validation loss and samples every N steps")
     run.add_argument("--validation_batch_size", type=int, default=None, help="default: --train_batch_size")
     run.add_argument("--num_validation_images", type=int, default=16)
     run.add_argument("--validation_top_k", type=int, default=None, help="top-k of the sample grids")
-    run.add_argument("--logging_steps", type=int, default=10)
-    run.add_argument("--report_to", default="tensorboard", help="tensorboard, wandb, all or none")
-    run.add_argument("--push_to_hub", action="store_true")
-    run.add_argument("--hub_model_id", default=None)
-    run.add_argument("--hub_token", default=None)
-    run.add_argument("--hub_private", action="store_true")
+    add_logging_and_hub_arguments(run)
     args = parser.parse_args(argv)
-    if args.dataset_name is None and args.train_data_dir is None:
-        args.dataset_name = DEFAULT_DATASET
-    if args.push_to_hub and not args.hub_model_id:
-        parser.error("--push_to_hub needs --hub_model_id")
-    if args.push_to_hub and hub_offline():
-        parser.error("--push_to_hub needs the Hub but HF_HUB_OFFLINE is set; unset it or train without --push_to_hub")
+    check_shared_args(parser, args)
     if not 0.0 <= args.validation_fraction < 1.0:
         parser.error(f"--validation_fraction got {args.validation_fraction!r}; expected a number in [0, 1)")
     if args.n_embd % args.n_head != 0:

@@ -42,8 +42,13 @@ import hf_nsvq
 from hf_nsvq import NSVQModel
 from hf_nsvq.data import DEFAULT_DATASET, ImageTransform, check_resolution, load_image_dataset
 from hf_nsvq.evaluation import WindowedCodebookUsage
-from hf_nsvq.offline import hub_offline
 from hf_nsvq.quantizers import list_quantizers
+from hf_nsvq.training.args import (
+    add_logging_and_hub_arguments,
+    add_optimisation_arguments,
+    add_run_arguments,
+    check_shared_args,
+)
 from hf_nsvq.training.checkpoints import checkpoint_step, save_checkpoint
 from hf_nsvq.training.data_plan import dataset_kwargs, plan_epochs
 from hf_nsvq.training.images import figure_to_image, reconstruction_grid, usage_histogram
@@ -103,20 +108,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     data.add_argument("--on_bad_image", choices=["skip", "fail"], default="skip")
     data.add_argument("--dataloader_num_workers", type=int, default=0)
 
-    optim = parser.add_argument_group("optimisation")
-    optim.add_argument("--train_batch_size", type=int, default=16, help="per process")
-    optim.add_argument("--gradient_accumulation_steps", type=int, default=1)
-    optim.add_argument("--learning_rate", type=float, default=5e-4)
-    optim.add_argument("--adam_beta1", type=float, default=0.5)
-    optim.add_argument("--adam_beta2", type=float, default=0.9)
-    optim.add_argument("--adam_weight_decay", type=float, default=0.0)
-    optim.add_argument("--lr_scheduler", default="constant_with_warmup")
-    optim.add_argument("--lr_warmup_steps", type=int, default=0)
-    optim.add_argument("--max_train_steps", type=int, default=None)
-    optim.add_argument("--num_train_epochs", type=int, default=1)
-    optim.add_argument("--max_grad_norm", type=float, default=1.0)
-    optim.add_argument("--seed", type=int, default=0)
-    optim.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default=None)
+    optim = add_optimisation_arguments(parser, 16, 5e-4, (0.5, 0.9), 0.0, "constant_with_warmup", 0, 1)
     optim.add_argument(
         "--freeze_encoder_after_steps",
         type=int,
@@ -138,31 +130,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     losses.add_argument("--bandwidth_period_steps", type=int, default=None, help="nsvq: steps per tau decay period")
     losses.add_argument("--bandwidth_period_epochs", type=float, default=None, help="nsvq: epochs per period")
 
-    run = parser.add_argument_group("run")
-    run.add_argument("--output_dir", required=True)
-    run.add_argument("--checkpointing_steps", type=int, default=500)
-    run.add_argument("--checkpoints_total_limit", type=int, default=None)
-    run.add_argument("--resume_from_checkpoint", default=None, help="'latest' or a checkpoint-<step> folder")
+    run = add_run_arguments(parser)
     run.add_argument("--validation_steps", type=int, default=500)
     run.add_argument("--usage_window", type=int, default=100, help="steps over which utilisation is logged")
-    run.add_argument("--logging_steps", type=int, default=10)
-    run.add_argument("--report_to", default="tensorboard", help="tensorboard, wandb, all or none")
     run.add_argument("--scaling_factor_batches", type=int, default=8)
     run.add_argument("--eval_max_samples", type=int, default=None, help="final evaluation on --validation_split")
     run.add_argument("--inception_weights", default=None, help="local FID Inception weights for the final rFID")
-    run.add_argument("--push_to_hub", action="store_true")
-    run.add_argument("--hub_model_id", default=None)
-    run.add_argument("--hub_token", default=None)
-    run.add_argument("--hub_private", action="store_true")
+    add_logging_and_hub_arguments(run)
     args = parser.parse_args(argv)
-    if args.dataset_name is None and args.train_data_dir is None:
-        args.dataset_name = DEFAULT_DATASET
-    if args.push_to_hub and not args.hub_model_id:
-        parser.error("--push_to_hub needs --hub_model_id")
-    if args.push_to_hub and hub_offline():
-        parser.error(
-            "--push_to_hub needs the Hub but HF_HUB_OFFLINE is set; train without it and run `hf-nsvq push` later"
-        )
+    check_shared_args(parser, args, offline_advice="train without it and run `hf-nsvq push` later")
     return args
 
 
