@@ -36,8 +36,6 @@ import argparse
 import json
 import math
 import os
-import shlex
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +47,6 @@ from diffusers.optimization import get_scheduler
 from tqdm.auto import tqdm
 from transformers import GPT2LMHeadModel
 
-import hf_nsvq
 from hf_nsvq.data import DEFAULT_DATASET, ImageTransform, check_resolution, load_image_dataset, sample_seed
 from hf_nsvq.pipelines import VQTokenARPipeline
 from hf_nsvq.pipelines.first_stage import downsample_factor, load_first_stage
@@ -65,6 +62,7 @@ from hf_nsvq.training.args import (
 )
 from hf_nsvq.training.checkpoints import checkpoint_step, save_checkpoint
 from hf_nsvq.training.data_plan import dataset_kwargs, plan_epochs
+from hf_nsvq.training.provenance import training_config
 from hf_nsvq.training.run_setup import start_run
 
 logger = get_logger(__name__)
@@ -373,30 +371,14 @@ def _register_checkpoint_hooks(accelerator: Accelerator) -> None:
 
 
 def _training_config(args, train_data, vqvae_source, tokenizer_hash, token_cache) -> dict:
-    import accelerate
-    import diffusers
-    import transformers
-
-    config = dict(vars(args))
-    config.pop("hub_token", None)
-    config.update(
-        command="accelerate launch training_scripts/train_ar_prior.py " + shlex.join(sys.argv[1:]),
+    return training_config(
+        "train_ar_prior.py",
+        args,
+        train_data,
         vqvae_source=vqvae_source,
         tokenizer_sha256=tokenizer_hash,
         token_cache=str(token_cache),
-        dataset_revision=train_data.revision,
-        dataset_source=train_data.source,
-        num_train_images=len(train_data.dataset),
-        skipped_images=train_data.num_skipped,
-        versions={
-            "torch": torch.__version__,
-            "diffusers": diffusers.__version__,
-            "transformers": transformers.__version__,
-            "accelerate": accelerate.__version__,
-            "hf_nsvq": hf_nsvq.__version__,
-        },
     )
-    return config
 
 
 if __name__ == "__main__":

@@ -33,8 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
-import sys
 from pathlib import Path
 
 import torch
@@ -47,7 +45,6 @@ from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
-import hf_nsvq
 from hf_nsvq.data import DEFAULT_DATASET, ImageTransform, check_resolution, load_image_dataset, sample_seed
 from hf_nsvq.pipelines.first_stage import downsample_factor, load_first_stage
 from hf_nsvq.pipelines.grids import save_sample_grid
@@ -61,6 +58,7 @@ from hf_nsvq.training.args import (
 )
 from hf_nsvq.training.checkpoints import checkpoint_step, save_checkpoint
 from hf_nsvq.training.data_plan import dataset_kwargs, plan_epochs
+from hf_nsvq.training.provenance import training_config
 from hf_nsvq.training.run_setup import start_run
 
 logger = get_logger(__name__)
@@ -422,28 +420,8 @@ def _sample_grid(args, accelerator, vqvae, unet: UNet2DModel, ema, noise_schedul
 
 
 def _write_training_config(args, train_data, vqvae_source: str, scaling_factor: float, step, output_dir) -> dict:
-    import accelerate
-    import diffusers
-    import transformers
-
-    config = dict(vars(args))
-    config.pop("hub_token", None)
-    config.update(
-        command="accelerate launch training_scripts/train_ldm.py " + shlex.join(sys.argv[1:]),
-        vqvae_source=vqvae_source,
-        dataset_revision=train_data.revision,
-        dataset_source=train_data.source,
-        num_train_images=len(train_data.dataset),
-        skipped_images=train_data.num_skipped,
-        scaling_factor=scaling_factor,
-        global_step=step,
-        versions={
-            "torch": torch.__version__,
-            "diffusers": diffusers.__version__,
-            "transformers": transformers.__version__,
-            "accelerate": accelerate.__version__,
-            "hf_nsvq": hf_nsvq.__version__,
-        },
+    config = training_config(
+        "train_ldm.py", args, train_data, vqvae_source=vqvae_source, scaling_factor=scaling_factor, global_step=step
     )
     (output_dir / "training_config.json").write_text(json.dumps(config, indent=2, default=str))
     return config

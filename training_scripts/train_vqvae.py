@@ -27,8 +27,6 @@ import argparse
 import json
 import math
 import os
-import shlex
-import sys
 from pathlib import Path
 
 import torch
@@ -65,6 +63,7 @@ from hf_nsvq.training.model_factory import (
     downsample_factor_of,
     parse_quantizer_kwargs,
 )
+from hf_nsvq.training.provenance import training_config
 from hf_nsvq.training.run_setup import start_run
 from hf_nsvq.training.wrapper import VQTrainingModule
 
@@ -538,29 +537,13 @@ def _estimate_scaling_factor(accelerator, model: NSVQModel, dataloader, num_batc
 
 
 def _write_training_config(args, train_data, quantizer_kwargs, scaling_factor, step, output_dir: Path) -> None:
-    import accelerate
-    import diffusers
-    import transformers
-
-    config = dict(vars(args))
-    config.pop("hub_token", None)
-    config.update(
-        command="accelerate launch training_scripts/train_vqvae.py " + shlex.join(sys.argv[1:]),
-        dataset_name=args.dataset_name,
-        dataset_revision=train_data.revision,
-        dataset_source=train_data.source,
-        num_train_images=len(train_data.dataset),
-        skipped_images=train_data.num_skipped,
+    config = training_config(
+        "train_vqvae.py",
+        args,
+        train_data,
         quantizer_kwargs_resolved=quantizer_kwargs,
         scaling_factor=scaling_factor,
         global_step=step,
-        versions={
-            "torch": torch.__version__,
-            "diffusers": diffusers.__version__,
-            "transformers": transformers.__version__,
-            "accelerate": accelerate.__version__,
-            "hf_nsvq": hf_nsvq.__version__,
-        },
     )
     (output_dir / "training_config.json").write_text(json.dumps(config, indent=2, default=str))
 
