@@ -2,21 +2,11 @@
 
 from pathlib import Path
 
-import numpy as np
-from accelerate.state import AcceleratorState, GradientState, PartialState
 from conftest import tiny_model
-from PIL import Image
+from diffusers import UNet2DModel
+from training_helpers import reset_accelerate, write_images  # noqa: F401  (re-exported for the downstream tests)
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def write_images(folder: Path, count: int, size: int = 20, seed: int = 0) -> Path:
-    """`count` real PNG files of random pixels."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    for index in range(count):
-        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(folder / f"image_{index:03d}.png")
-    return folder
 
 
 # Three encoder blocks: 16 px images -> 4 x 4 tokens, so an autoregressive sample takes 16 forwards (each one costs
@@ -45,8 +35,15 @@ def save_tokenizer(folder: Path, quantizer: str = "nsvq", baked: bool = False, s
     return folder
 
 
-def reset_accelerate() -> None:
-    """Each in-process run builds its own Accelerator; accelerate keeps process-wide singletons."""
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-    PartialState._reset_state()
+def tiny_unet() -> UNet2DModel:
+    """A two-level UNet over 8 x 8 latents with 4 channels (the tiny tokenizers' latent shape at 16 px)."""
+    return UNet2DModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        layers_per_block=1,
+        norm_num_groups=4,
+    )

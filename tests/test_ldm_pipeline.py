@@ -4,21 +4,13 @@ import json
 
 import torch
 from conftest import tiny_model
-from diffusers import DDIMScheduler, LDMPipeline, UNet2DModel, VQModel
+from diffusers import DDIMScheduler, LDMPipeline, VQModel
+from downstream_helpers import tiny_unet
 
 
 def test_ldm_pipeline_with_baked_vqvae_round_trips(tmp_path):
     vqvae = tiny_model("transvq", scaling_factor=0.7).eval().to_diffusers()
-    unet = UNet2DModel(
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=(8, 16),
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-        layers_per_block=1,
-        norm_num_groups=4,
-    )
+    unet = tiny_unet()
     pipeline = LDMPipeline(vqvae=vqvae, unet=unet, scheduler=DDIMScheduler(num_train_timesteps=10))
     samples = pipeline(
         batch_size=2, num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="np"

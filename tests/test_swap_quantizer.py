@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 from conftest import tiny_model_config
-from diffusers import DDIMScheduler, DiffusionPipeline, LDMPipeline, UNet2DModel, VQModel
-from downstream_helpers import ROOT, reset_accelerate, write_images
+from diffusers import DDIMScheduler, DiffusionPipeline, LDMPipeline, VQModel
+from downstream_helpers import ROOT, reset_accelerate, tiny_unet, write_images
 
 from hf_nsvq import NSVQModel
 
@@ -32,16 +32,7 @@ def fresh_accelerate():
 
 def tiny_ldm_pipeline() -> LDMPipeline:
     vqvae = VQModel(**tiny_model_config(scaling_factor=0.37)).eval()
-    unet = UNet2DModel(
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=(8, 16),
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-        layers_per_block=1,
-        norm_num_groups=4,
-    )
+    unet = tiny_unet()
     return LDMPipeline(vqvae=vqvae, unet=unet, scheduler=DDIMScheduler(num_train_timesteps=10, clip_sample=False))
 
 

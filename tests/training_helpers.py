@@ -51,6 +51,7 @@ def one_thread():
 
 
 def write_images(folder: Path, count: int, size: int = 20, seed: int = 0) -> Path:
+    """`count` real PNG files of random pixels."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     for index in range(count):
