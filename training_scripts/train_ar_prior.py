@@ -60,10 +60,10 @@ from hf_nsvq.training.args import (
     add_run_arguments,
     check_shared_args,
 )
-from hf_nsvq.training.checkpoints import checkpoint_step, save_checkpoint
+from hf_nsvq.training.checkpoints import save_checkpoint
 from hf_nsvq.training.data_plan import dataset_kwargs, plan_epochs
 from hf_nsvq.training.provenance import training_config
-from hf_nsvq.training.run_setup import start_run
+from hf_nsvq.training.run_setup import resume_position, start_run
 
 logger = get_logger(__name__)
 
@@ -195,13 +195,9 @@ def main(args: argparse.Namespace) -> None:
             trackers_config = {k: v for k, v in vars(args).items() if isinstance(v, int | float | str | bool)}
             accelerator.init_trackers("train_ar_prior", config=trackers_config)
 
-    global_step = 0
-    if resume_path is not None:
-        accelerator.print(f"resuming from {resume_path}")
-        accelerator.load_state(str(resume_path))
-        global_step = checkpoint_step(resume_path)
-    first_epoch = global_step // updates_per_epoch
-    skip_batches = (global_step % updates_per_epoch) * args.gradient_accumulation_steps
+    global_step, first_epoch, skip_batches = resume_position(
+        accelerator, resume_path, updates_per_epoch, args.gradient_accumulation_steps
+    )
     micro_step = global_step * args.gradient_accumulation_steps
 
     reduce = (lambda stats: accelerator.reduce(stats, reduction="sum")) if accelerator.num_processes > 1 else None

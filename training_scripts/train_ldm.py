@@ -45,7 +45,7 @@ from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
-from hf_nsvq.data import DEFAULT_DATASET, ImageTransform, check_resolution, load_image_dataset, sample_seed
+from hf_nsvq.data import DEFAULT_DATASET, check_resolution, load_image_dataset, sample_seed
 from hf_nsvq.pipelines.first_stage import downsample_factor, load_first_stage
 from hf_nsvq.pipelines.grids import save_sample_grid
 from hf_nsvq.pipelines.latents import estimate_scaling_factor, scaling_factor_indices
@@ -56,10 +56,10 @@ from hf_nsvq.training.args import (
     add_run_arguments,
     check_shared_args,
 )
-from hf_nsvq.training.checkpoints import checkpoint_step, save_checkpoint
-from hf_nsvq.training.data_plan import dataset_kwargs, plan_epochs
+from hf_nsvq.training.checkpoints import save_checkpoint
+from hf_nsvq.training.data_plan import dataset_kwargs, image_dataloader, plan_epochs
 from hf_nsvq.training.provenance import training_config
-from hf_nsvq.training.run_setup import start_run
+from hf_nsvq.training.run_setup import resume_position, start_run
 
 logger = get_logger(__name__)
 
@@ -139,15 +139,7 @@ def main(args: argparse.Namespace) -> None:
     train_data = load_image_dataset(
         split=args.dataset_split, max_samples=args.max_train_samples, **dataset_kwargs(args)
     )
-    transform = ImageTransform(args.resolution, center_crop=args.center_crop, random_flip=args.random_flip)
-    train_dataset = train_data.to_torch(transform, seed=args.seed)
-    train_dataloader = torch.utils.data.DataLoader(
-        train_dataset,
-        batch_size=args.train_batch_size,
-        shuffle=True,
-        drop_last=True,
-        num_workers=args.dataloader_num_workers,
-    )
+    _, train_dataset, train_dataloader = image_dataloader(train_data, args)
     updates_per_epoch, args.max_train_steps, num_epochs = plan_epochs(
         len(train_dataloader), len(train_dataset), accelerator.num_processes, args
     )
@@ -206,15 +198,11 @@ def main(args: argparse.Namespace) -> None:
             trackers_config = {k: v for k, v in vars(args).items() if isinstance(v, int | float | str | bool)}
             accelerator.init_trackers("train_ldm", config=trackers_config)
 
-    global_step = 0
-    if resume_path is not None:
-        accelerator.print(f"resuming from {resume_path}")
-        accelerator.load_state(str(resume_path))
-        global_step = checkpoint_step(resume_path)
-        if ema is not None:
-            ema.to(accelerator.device)  # loaded onto the CPU
-    first_epoch = global_step // updates_per_epoch
-    skip_batches = (global_step % updates_per_epoch) * args.gradient_accumulation_steps
+    global_step, first_epoch, skip_batches = resume_position(
+        accelerator, resume_path, updates_per_epoch, args.gradient_accumulation_steps
+    )
+    if ema is not None and resume_path is not None:
+        ema.to(accelerator.device)  # loaded onto the CPU
     micro_step = global_step * args.gradient_accumulation_steps
 
     progress = tqdm(

@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 
 import hf_nsvq
 from hf_nsvq import NSVQModel
-from hf_nsvq.data import DEFAULT_DATASET, ImageTransform, check_resolution, load_image_dataset
+from hf_nsvq.data import DEFAULT_DATASET, check_resolution, load_image_dataset
 from hf_nsvq.evaluation import WindowedCodebookUsage
 from hf_nsvq.quantizers import list_quantizers
 from hf_nsvq.training.args import (
@@ -47,8 +47,8 @@ from hf_nsvq.training.args import (
     add_run_arguments,
     check_shared_args,
 )
-from hf_nsvq.training.checkpoints import checkpoint_step, save_checkpoint
-from hf_nsvq.training.data_plan import dataset_kwargs, plan_epochs
+from hf_nsvq.training.checkpoints import save_checkpoint
+from hf_nsvq.training.data_plan import dataset_kwargs, image_dataloader, plan_epochs
 from hf_nsvq.training.images import figure_to_image, reconstruction_grid, usage_histogram
 from hf_nsvq.training.losses import (
     PatchGANDiscriminator,
@@ -64,7 +64,7 @@ from hf_nsvq.training.model_factory import (
     parse_quantizer_kwargs,
 )
 from hf_nsvq.training.provenance import training_config
-from hf_nsvq.training.run_setup import start_run
+from hf_nsvq.training.run_setup import resume_position, start_run
 from hf_nsvq.training.wrapper import VQTrainingModule
 
 logger = get_logger(__name__)
@@ -150,15 +150,7 @@ def main(args: argparse.Namespace) -> None:
     load = dataset_kwargs(args)
     train_data = load_image_dataset(split=args.dataset_split, max_samples=args.max_train_samples, **load)
     validation_data = load_image_dataset(split=args.validation_split, **load) if args.validation_split else None
-    transform = ImageTransform(args.resolution, center_crop=args.center_crop, random_flip=args.random_flip)
-    train_dataset = train_data.to_torch(transform, seed=args.seed)
-    train_dataloader = torch.utils.data.DataLoader(
-        train_dataset,
-        batch_size=args.train_batch_size,
-        shuffle=True,
-        drop_last=True,
-        num_workers=args.dataloader_num_workers,
-    )
+    transform, train_dataset, train_dataloader = image_dataloader(train_data, args)
     updates_per_epoch, args.max_train_steps, num_epochs = plan_epochs(
         len(train_dataloader), len(train_dataset), accelerator.num_processes, args
     )
@@ -238,13 +230,9 @@ def main(args: argparse.Namespace) -> None:
         if args.report_to != "none":
             accelerator.init_trackers("train_vqvae", config=trackers_config)
 
-    global_step = 0
-    if resume_path is not None:
-        accelerator.print(f"resuming from {resume_path}")
-        accelerator.load_state(str(resume_path))
-        global_step = checkpoint_step(resume_path)
-    first_epoch = global_step // updates_per_epoch
-    skip_batches = (global_step % updates_per_epoch) * args.gradient_accumulation_steps
+    global_step, first_epoch, skip_batches = resume_position(
+        accelerator, resume_path, updates_per_epoch, args.gradient_accumulation_steps
+    )
     if args.freeze_encoder_after_steps is not None and global_step >= args.freeze_encoder_after_steps:
         _freeze_encoder(optimizer, lr_scheduler)
 

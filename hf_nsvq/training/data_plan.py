@@ -42,3 +42,22 @@ def plan_epochs(
     if max_train_steps is None:
         max_train_steps = args.num_train_epochs * updates_per_epoch
     return updates_per_epoch, max_train_steps, math.ceil(max_train_steps / updates_per_epoch)
+
+
+def image_dataloader(train_data, args: argparse.Namespace):
+    """`(transform, dataset, dataloader)` of a loaded image split: the `--resolution`/`--center_crop`/`--random_flip`
+    transform seeded by `--seed`, shuffled `drop_last` batches of `--train_batch_size`."""
+    import torch
+
+    from ..data import ImageTransform
+
+    transform = ImageTransform(args.resolution, center_crop=args.center_crop, random_flip=args.random_flip)
+    dataset = train_data.to_torch(transform, seed=args.seed)
+    dataloader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=args.train_batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=args.dataloader_num_workers,
+    )
+    return transform, dataset, dataloader

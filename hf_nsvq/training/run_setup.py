@@ -10,7 +10,7 @@ from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
 
-from .checkpoints import resolve_resume_path
+from .checkpoints import checkpoint_step, resolve_resume_path
 
 logger = get_logger(__name__)
 
@@ -34,3 +34,18 @@ def start_run(args: argparse.Namespace, output_dir: Path) -> tuple[Accelerator, 
         if resume_path is None:
             logger.info("no complete checkpoint in %s yet: starting a new run", output_dir)
     return accelerator, resume_path
+
+
+def resume_position(
+    accelerator: Accelerator, resume_path: Path | None, updates_per_epoch: int, gradient_accumulation_steps: int
+) -> tuple[int, int, int]:
+    """Load the checkpoint at `resume_path` (if any) and return `(global_step, first_epoch, skip_batches)`: where the
+    interrupted run stood, in optimizer steps, epochs and dataloader batches of the current epoch."""
+    global_step = 0
+    if resume_path is not None:
+        accelerator.print(f"resuming from {resume_path}")
+        accelerator.load_state(str(resume_path))
+        global_step = checkpoint_step(resume_path)
+    first_epoch = global_step // updates_per_epoch
+    skip_batches = (global_step % updates_per_epoch) * gradient_accumulation_steps
+    return global_step, first_epoch, skip_batches
